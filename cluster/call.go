@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/protocol"
+)
+
+// senderHeader carries the sending actor ("kind/id") on actor-to-actor sends.
+// A message header, not an Envelope field, so that it crosses remoting too.
+const senderHeader = "ward-sender"
+
+// maxBackoff caps the pause between attempts.
+const maxBackoff = 250 * time.Millisecond
+
+// minAttemptWait keeps a split budget from producing attempts too short to
+// ever succeed.
+const minAttemptWait = 50 * time.Millisecond
+
+// call delivers env to the activation of kind/id and waits for its Response,
+// with bounded retries. It is protoactor's cluster Request done over:
+// that one sleeps nanoseconds between retries, lets a single timed-out
+// attempt use the whole budget and ignores the caller's context.
+//
+// What is retried: no PID from the identity lookup, a dead letter (the
+// activation stopped before our message reached it: passivation, failure,
+// shutdown; see stopGuard) and an attempt timeout. Retrying a timed-out
+// attempt can deliver the envelope twice; the activation answers a
+// duplicate request id from its recent responses instead of stepping again.
+// Each attempt but the last may use half the remaining budget.
+func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope, header map[string]string) (*protocol.Response, error) {
+	deadline := time.Now().Add(h.cfg.RequestTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// One reply box for all attempts: a late answer to an earlier attempt is
+	// an answer to this request.
+	box := h.takeBox()
+	clean := false
+	defer func() { h.returnBox(box, clean) }()
+	msg := &actor.MessageEnvelope{Header: header, Message: env, Sender: box.pid}
+
+	var last error
+	sent := 0
+	for attempt := 1; ; attempt++ {
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return nil, h.giveUp(ctx, kind, id, attempt-1, last)
+		}
+		target := h.pidOf(kind, id)
+		if target == nil {
+			last = errNoActivation
+		} else {
+			wait := remaining
+			if attempt < h.cfg.MaxAttempts {
+				wait = max(remaining/2, min(minAttemptWait, remaining))
+			}
+			h.system.Root.Send(target, msg)
+			sent++
+			outcome, resp, err := h.await(ctx, box, wait)
+			switch outcome {
+			case answered:
+				// One message sent, one answer taken: nothing more can
+				// arrive, so the box may serve another request.
+				clean = sent == 1
+				return resp, nil
+			case failed:
+				return nil, err
+			case canceled:
+				return nil, h.giveUp(ctx, kind, id, attempt, last)
+			}
+			last = err
+			h.cluster.PidCache.RemoveByValue(id, kind, target)
+		}
+		if attempt >= h.cfg.MaxAttempts {
+			return nil, h.giveUp(ctx, kind, id, attempt, last)
+		}
+		if err := sleepCtx(ctx, h.backoff(attempt), deadline); err != nil {
+			return nil, h.giveUp(ctx, kind, id, attempt, last)
+		}
+	}
+}
+
+type outcome int
+
+const (
+	answered outcome = iota // resp is the answer
+	retry                   // err says why another attempt may succeed
+	failed                  // err is final
+	canceled                // the caller's context ended
+)
+
+// await waits for one attempt's answer.
+func (h *Host) await(ctx context.Context, box *replyBox, wait time.Duration) (outcome, *protocol.Response, error) {
+	t := box.timer
+	t.Reset(wait) // since Go 1.23 a stopped or fired timer's channel holds nothing stale
+	defer t.Stop()
+	select {
+	case m := <-box.ch:
+		switch r := m.(type) {
+		case *protocol.Response:
+			return answered, r, nil
+		case *actor.DeadLetterResponse:
+			return retry, nil, errDeadLetter
+		default:
+			return failed, nil, actors.Errorf(protocol.ErrorCode_ERROR_CODE_INTERNAL, "activation answered with %T, want a Response", m)
+		}
+	case <-t.C:
+		return retry, nil, fmt.Errorf("no answer within %s", wait)
+	case <-ctx.Done():
+		return canceled, nil, nil
+	}
+}
+
+var errNoActivation = errors.New("identity lookup found no activation")
+
+var errDeadLetter = errors.New("activation gone (dead letter)")
+
+// giveUp builds the error for a request that got no answer: UNAVAILABLE,
+// and also the context's error when that is why (our own deadline is the
+// context's when it is the earlier one, and may pass a hair before the
+// context notices).
+func (h *Host) giveUp(ctx context.Context, kind, id string, attempts int, last error) error {
+	if last == nil {
+		last = errors.New("none yet")
+	}
+	base := actors.Errorf(protocol.ErrorCode_ERROR_CODE_UNAVAILABLE,
+		"no answer from %s/%s after %d attempts: %v", kind, id, attempts, last)
+	cause := ctx.Err()
+	if d, ok := ctx.Deadline(); cause == nil && ok && !time.Now().Before(d) {
+		cause = context.DeadlineExceeded
+	}
+	if cause != nil {
+		return fmt.Errorf("%w (%w)", base, cause)
+	}
+	return base
+}
+
+// backoff doubles per attempt up to maxBackoff, with jitter so that callers
+// that failed together do not retry together.
+func (h *Host) backoff(attempt int) time.Duration {
+	d := h.cfg.RetryBackoff << min(attempt-1, 16)
+	d = min(d, maxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration, deadline time.Time) error {
+	if until := time.Until(deadline); d > until {
+		d = until
+	}
+	if d <= 0 {
+		return context.DeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pidOf finds the activation's PID: protoactor's cache first, else the
+// identity lookup (which activates it if needed).
+func (h *Host) pidOf(kind, id string) *actor.PID {
+	if pid, ok := h.cluster.PidCache.Get(id, kind); ok {
+		return pid
+	}
+	pid := h.cluster.Get(id, kind)
+	if pid != nil {
+		h.cluster.PidCache.Set(id, kind, pid)
+	}
+	return pid
+}
+
+// replyBox is a Process in the actor system's registry that receives the
+// answers to one request, so that a PID (local now, remote later) can reply
+// to it. Unlike protoactor's Future it can be waited on together with a
+// context. Boxes are reused, with their attempt timer: registering a
+// process costs a concurrent-map insert and an id, which showed at 15% of a
+// request's CPU.
+type replyBox struct {
+	ch    chan any
+	pid   *actor.PID
+	timer *time.Timer
+}
+
+// replyBoxes is the free list. A mutex and a slice rather than a channel or
+// a sync.Pool: a buffered channel's lock showed as the hottest contention
+// under parallel load, and a Pool drops boxes silently, which would leak
+// their registry entries.
+type replyBoxes struct {
+	mu   sync.Mutex
+	free []*replyBox
+}
+
+// takeBox returns a free reply box, registering a new one if none is free.
+func (h *Host) takeBox() *replyBox {
+	p := &h.boxes
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return b
+	}
+	p.mu.Unlock()
+	b := &replyBox{ch: make(chan any, 4), timer: time.NewTimer(time.Hour)}
+	b.timer.Stop()
+	reg := h.system.ProcessRegistry
+	b.pid, _ = reg.Add(b, "ward-reply$"+reg.NextId())
+	return b
+}
+
+// returnBox keeps a box for reuse only when clean: exactly one message was
+// sent with it as sender and its one answer was taken. Any other box may
+// still receive a late answer meant for its old request, so it is
+// unregistered (late answers then go to dead letters).
+func (h *Host) returnBox(b *replyBox, clean bool) {
+	if clean {
+		p := &h.boxes
+		p.mu.Lock()
+		if len(p.free) < maxFreeReplyBoxes {
+			p.free = append(p.free, b)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+	}
+	h.system.ProcessRegistry.Remove(b.pid)
+}
+
+func (b *replyBox) SendUserMessage(_ *actor.PID, m any) {
+	_, msg, _ := actor.UnwrapEnvelope(m)
+	select {
+	case b.ch <- msg:
+	default: // duplicates of an answer already there
+	}
+}
+
+func (b *replyBox) SendSystemMessage(*actor.PID, any) {}
+func (b *replyBox) Stop(*actor.PID)                   {}

@@ -1,0 +1,577 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/wardhq/ward/protocol"
+)
+
+// Group commit
+//
+// Callers encode their Write (protobuf marshalling, keys, checksums) on their
+// own goroutine, then queue it. A single committer goroutine takes queued
+// writes, validates each one against the stored journal plus the writes
+// already accepted into the same batch, adds the valid ones to one pebble
+// batch, commits it with one synced WAL write, and wakes every caller.
+//
+// When to cut a batch:
+//   - Writes that queued up while the previous batch was syncing are
+//     committed as soon as that sync returns: they have already waited one
+//     fsync, and the queue that built up is the batch. Under saturation this
+//     makes the committer run back to back with no idle time.
+//   - Otherwise (the committer was idle when the first write arrived) it
+//     waits up to GroupCommitWindow after that write for more, but stops
+//     early once as many writes are queued as the previous batch held. A
+//     closed-loop population of N callers re-submits about N writes right
+//     after their batch completes, so the previous batch size predicts the
+//     next one; a lone caller (previous batch of 1) is committed at once and
+//     pays no window at all.
+//   - A batch never exceeds MaxBatchWrites; a negative window disables all
+//     waiting.
+
+type reqState uint8
+
+const (
+	reqQueued reqState = iota
+	reqTaken
+	reqAbandoned
+)
+
+type request struct {
+	w      encodedWrite
+	queued time.Time
+	done   chan error
+	state  reqState // guarded by Store.mu
+}
+
+type encodedWrite struct {
+	key       ActorKey
+	actorStr  string // encodeActor(key), the cache key
+	actor     []byte
+	firstSeq  uint64
+	eventKeys [][]byte
+	eventVals [][]byte
+	snap      *encodedSnapshot
+	timers    []encodedTimer
+}
+
+type encodedSnapshot struct {
+	seq   uint64
+	key   []byte
+	value []byte
+}
+
+type encodedTimer struct {
+	name     string
+	cancel   bool
+	due      int64
+	key      []byte // primary key
+	keyStr   string
+	value    []byte // primary value
+	dueKey   []byte
+	dueValue []byte
+}
+
+// actorSeqs is what validation needs to know about an actor's journal.
+type actorSeqs struct {
+	last uint64 // last stored seq (events or snapshot)
+	snap uint64 // seq of the stored snapshot, 0 if none
+}
+
+// timerState is a timer's stored due time as of the batch being built.
+type timerState struct {
+	due    int64
+	exists bool
+}
+
+// maxCachedActors bounds the committer's seq cache. A miss costs two reads,
+// so the bound only needs to cover the actors that are active at once.
+const maxCachedActors = 1 << 16
+
+// Commit makes w durable: when it returns nil the write is synced to disk.
+//
+// Context cancellation is honoured only while the write is still waiting in
+// the queue, in which case Commit returns ctx.Err() and nothing was written.
+// Once the committer has taken the write, Commit waits for the outcome, so
+// an error return always means the write was not applied.
+func (s *Store) Commit(ctx context.Context, w *Write) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	enc, err := encodeWrite(s.ns, w)
+	if err != nil {
+		return err
+	}
+	if len(enc.eventKeys) == 0 && enc.snap == nil && len(enc.timers) == 0 {
+		return nil // nothing to make durable
+	}
+	r := &request{w: enc, done: make(chan error, 1), queued: start}
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return fmt.Errorf("persistence: commit %s: %w", w.Actor, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.queue = append(s.queue, r)
+	n, target := len(s.queue), s.waitTarget
+	s.mu.Unlock()
+	if n == 1 || n >= target {
+		s.signal()
+	}
+
+	select {
+	case err = <-r.done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		if r.state == reqQueued {
+			r.state = reqAbandoned
+			s.mu.Unlock()
+			return ctx.Err()
+		}
+		s.mu.Unlock()
+		err = <-r.done
+	}
+	s.metrics.commitLat.Observe(time.Since(start).Seconds())
+	return err
+}
+
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// encodeWrite validates w's shape and does all the CPU work of the write
+// (marshalling, keys, checksums) on the caller's goroutine, so that the single
+// committer only validates sequence numbers and copies bytes into the batch.
+func encodeWrite(ns uint32, w *Write) (encodedWrite, error) {
+	if w == nil {
+		return encodedWrite{}, fmt.Errorf("persistence: commit: nil write: %w", ErrInvalidWrite)
+	}
+	fail := func(format string, args ...any) (encodedWrite, error) {
+		return encodedWrite{}, fmt.Errorf("persistence: commit %s: "+format, append([]any{w.Actor}, args...)...)
+	}
+	if err := validActor(w.Actor); err != nil {
+		return fail("%w", err)
+	}
+	actor := encodeActor(w.Actor)
+	enc := encodedWrite{key: w.Actor, actor: actor, actorStr: string(actor), firstSeq: w.FirstSeq}
+	if n := len(w.Events); n > 0 {
+		if w.FirstSeq == 0 {
+			return fail("events must start at seq 1 or later: %w", ErrInvalidWrite)
+		}
+		if w.FirstSeq > math.MaxUint64-uint64(n) {
+			return fail("seq %d + %d events overflows: %w", w.FirstSeq, n, ErrInvalidWrite)
+		}
+		enc.eventKeys = make([][]byte, n)
+		enc.eventVals = make([][]byte, n)
+		for i, ev := range w.Events {
+			if ev == nil {
+				return fail("event %d is nil: %w", i, ErrInvalidWrite)
+			}
+			b, err := protocol.Marshal(ev)
+			if err != nil {
+				return fail("event %d: %w", i, err)
+			}
+			enc.eventKeys[i] = eventKey(ns, actor, w.FirstSeq+uint64(i))
+			enc.eventVals[i] = frame(b)
+		}
+	}
+	if sn := w.Snapshot; sn != nil {
+		if sn.State == nil {
+			return fail("snapshot at seq %d has no state: %w", sn.Seq, ErrInvalidWrite)
+		}
+		b, err := protocol.Marshal(sn.State)
+		if err != nil {
+			return fail("snapshot: %w", err)
+		}
+		enc.snap = &encodedSnapshot{seq: sn.Seq, key: snapshotKey(ns, actor), value: snapshotValue(sn.Seq, b)}
+	}
+	if len(w.Timers) > 0 {
+		enc.timers = make([]encodedTimer, len(w.Timers))
+	}
+	for i, tc := range w.Timers {
+		if err := validName("timer name", tc.Name, false); err != nil {
+			return fail("timer %d: %w", i, err)
+		}
+		t := encodedTimer{name: tc.Name, cancel: tc.Cancel, key: timerKey(ns, actor, tc.Name)}
+		t.keyStr = string(t.key)
+		if !tc.Cancel {
+			t.due = timeToNanos(tc.Due)
+			t.value = timerValue(t.due)
+			t.dueKey = dueKey(ns, t.due, actor, tc.Name)
+			var payload []byte
+			if tc.Payload != nil {
+				b, err := protocol.Marshal(tc.Payload)
+				if err != nil {
+					return fail("timer %q payload: %w", tc.Name, err)
+				}
+				payload = b
+			}
+			t.dueValue = frame(payload)
+		}
+		enc.timers[i] = t
+	}
+	return enc, nil
+}
+
+// run is the committer goroutine.
+func (s *Store) run() {
+	defer close(s.stopped)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	b := &batchBuilder{
+		pending: make(map[string]actorSeqs),
+		timers:  make(map[string]timerState),
+	}
+	target, freeAt := 1, time.Now()
+	for {
+		reqs, ok := s.gather(timer, target, freeAt)
+		if !ok {
+			return
+		}
+		if len(reqs) == 0 {
+			continue
+		}
+		queued := s.commitBatch(b, reqs)
+		// Everyone in this batch is about to get an answer, and everyone
+		// still queued is waiting: that many callers are active.
+		target, freeAt = len(reqs)+queued, time.Now()
+	}
+}
+
+// gather blocks until there is work and returns the next batch of requests,
+// following the policy described at the top of this file. It returns false
+// when the store is closing and the queue is drained.
+func (s *Store) gather(timer *time.Timer, target int, freeAt time.Time) ([]*request, bool) {
+	s.mu.Lock()
+	for len(s.queue) == 0 {
+		if s.closing {
+			s.mu.Unlock()
+			return nil, false
+		}
+		s.mu.Unlock()
+		<-s.wake
+		s.mu.Lock()
+	}
+	target = min(max(target, 1), s.maxBatch)
+	if s.window > 0 && len(s.queue) < target && !s.closing {
+		// The window counts from when the committer became free (or from
+		// the first arrival, if later): writes that queued during the last
+		// sync have waited for the committer, not for this window.
+		start := freeAt
+		if q := s.queue[0].queued; q.After(start) {
+			start = q
+		}
+		deadline := start.Add(s.window)
+		s.waitTarget = target
+		for len(s.queue) < target && !s.closing {
+			d := time.Until(deadline)
+			if d <= 0 {
+				break
+			}
+			s.mu.Unlock()
+			timer.Reset(d)
+			select {
+			case <-s.wake:
+			case <-timer.C:
+			}
+			timer.Stop()
+			s.mu.Lock()
+		}
+		// While committing we are not waiting for a count, so enqueuers
+		// only need to wake us when the queue goes from empty to non-empty.
+		s.waitTarget = math.MaxInt
+	}
+	n := min(len(s.queue), s.maxBatch)
+	reqs := s.taken[:0]
+	for _, r := range s.queue[:n] {
+		if r.state == reqAbandoned {
+			continue
+		}
+		r.state = reqTaken
+		reqs = append(reqs, r)
+	}
+	rest := copy(s.queue, s.queue[n:])
+	clear(s.queue[rest:])
+	s.queue = s.queue[:rest]
+	s.mu.Unlock()
+	s.taken = reqs
+	return reqs, true
+}
+
+func (s *Store) queueLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
+// batchBuilder is the committer's scratch state for one batch: the journal
+// and timer state as the batch's accepted writes leave it.
+type batchBuilder struct {
+	pending  map[string]actorSeqs
+	timers   map[string]timerState
+	accepted []*request
+}
+
+// commitBatch validates, batches and commits reqs, answers every one of
+// them, and returns how many writes queued up meanwhile.
+func (s *Store) commitBatch(bb *batchBuilder, reqs []*request) (queuedAtSync int) {
+	clear(bb.pending)
+	clear(bb.timers)
+	accepted := bb.accepted[:0]
+	batch := s.db.NewBatch()
+	defer func() { _ = batch.Close() }()
+	events := 0
+	for i, r := range reqs {
+		p, err := s.plan(bb, &r.w)
+		if err != nil {
+			s.stats.rejected.Add(1)
+			s.metrics.rejectsTotal.Inc()
+			r.done <- err
+			continue
+		}
+		if err := s.apply(bb, batch, &r.w, p); err != nil {
+			// pebble refuses a batch operation only when the batch is
+			// unusable (closed, or past its 4 GiB limit). Nothing of this
+			// batch is committed: fail it whole.
+			for _, a := range accepted {
+				a.done <- err
+			}
+			for _, rest := range reqs[i:] {
+				rest.done <- err
+			}
+			clear(accepted)
+			clear(s.seqs)
+			return s.queueLen()
+		}
+		accepted = append(accepted, r)
+		events += len(r.w.eventKeys)
+	}
+	bb.accepted = accepted
+	if len(accepted) == 0 {
+		return s.queueLen()
+	}
+	t0 := time.Now()
+	err := batch.Commit(pebble.Sync)
+	s.metrics.syncLat.Observe(time.Since(t0).Seconds())
+	queuedAtSync = s.queueLen()
+	if err != nil {
+		err = fmt.Errorf("persistence: commit batch of %d writes: %w", len(accepted), err)
+		s.log.Error("batch commit failed", "writes", len(accepted), "err", err)
+		// The stored state is now uncertain; re-read it for later batches.
+		clear(s.seqs)
+	} else {
+		if len(s.seqs)+len(bb.pending) > maxCachedActors {
+			s.evictSeqs(len(bb.pending))
+		}
+		for k, v := range bb.pending {
+			s.seqs[k] = v
+		}
+		s.stats.batches.Add(1)
+		s.stats.writes.Add(uint64(len(accepted)))
+		s.stats.events.Add(uint64(events))
+		s.metrics.batchWrites.Observe(float64(len(accepted)))
+		s.metrics.batchEvents.Observe(float64(events))
+		s.metrics.eventsTotal.Add(float64(events))
+	}
+	for _, r := range accepted {
+		r.done <- err
+	}
+	clear(accepted)
+	return queuedAtSync
+}
+
+// evictSeqs drops arbitrary cache entries to make room for n more; any
+// entry can be re-read from the database.
+func (s *Store) evictSeqs(n int) {
+	drop := len(s.seqs)/8 + n
+	for k := range s.seqs {
+		if drop <= 0 {
+			return
+		}
+		delete(s.seqs, k)
+		drop--
+	}
+}
+
+// plan is what validation found out about one write.
+type plan struct {
+	seqs    actorSeqs
+	oldDues []timerState // per timer change, the due time it replaces
+}
+
+// plan validates w against the stored journal and the batch so far, and
+// looks up everything apply needs. It changes nothing, so a refused write
+// fails alone.
+func (s *Store) plan(bb *batchBuilder, w *encodedWrite) (plan, error) {
+	st, err := s.actorSeqs(bb, w)
+	if err != nil {
+		return plan{}, err
+	}
+	n := uint64(len(w.eventKeys))
+	if n > 0 && w.firstSeq != st.last+1 {
+		return plan{}, fmt.Errorf("persistence: commit %s: write starts at seq %d but the journal ends at %d: %w", w.key, w.firstSeq, st.last, ErrSeqConflict)
+	}
+	if w.snap != nil {
+		if last := st.last + n; w.snap.seq > last {
+			return plan{}, fmt.Errorf("persistence: commit %s: snapshot at seq %d is past the journal's end at %d: %w", w.key, w.snap.seq, last, ErrSeqConflict)
+		}
+		if w.snap.seq < st.snap {
+			return plan{}, fmt.Errorf("persistence: commit %s: snapshot at seq %d is older than the stored one at %d: %w", w.key, w.snap.seq, st.snap, ErrSeqConflict)
+		}
+	}
+	p := plan{seqs: st}
+	if len(w.timers) > 0 {
+		p.oldDues = make([]timerState, len(w.timers))
+	}
+	for i := range w.timers {
+		t := &w.timers[i]
+		found := false
+		// An earlier change to the same name in this write wins over the
+		// batch and the store.
+		for j := i - 1; j >= 0; j-- {
+			if w.timers[j].keyStr == t.keyStr {
+				p.oldDues[i] = timerState{due: w.timers[j].due, exists: !w.timers[j].cancel}
+				found = true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		if ts, ok := bb.timers[t.keyStr]; ok {
+			p.oldDues[i] = ts
+			continue
+		}
+		v, closer, err := s.db.Get(t.key)
+		switch {
+		case err == nil:
+			due, derr := decodeTimerValue(v, fmt.Sprintf("timer %s %q", w.key, t.name))
+			_ = closer.Close()
+			if derr != nil {
+				return plan{}, derr
+			}
+			p.oldDues[i] = timerState{due: due, exists: true}
+		case !errors.Is(err, pebble.ErrNotFound):
+			return plan{}, fmt.Errorf("persistence: commit %s: read timer %q: %w", w.key, t.name, pebbleErr(err))
+		}
+	}
+	return p, nil
+}
+
+// actorSeqs returns the actor's journal position as of the batch being
+// built: from the batch, else the cache, else the database (which holds
+// every earlier batch, since only this goroutine writes).
+func (s *Store) actorSeqs(bb *batchBuilder, w *encodedWrite) (actorSeqs, error) {
+	if st, ok := bb.pending[w.actorStr]; ok {
+		return st, nil
+	}
+	if st, ok := s.seqs[w.actorStr]; ok {
+		return st, nil
+	}
+	var st actorSeqs
+	v, closer, err := s.db.Get(snapshotKey(s.ns, w.actor))
+	switch {
+	case err == nil:
+		seq, _, derr := decodeSnapshotValue(v, "snapshot "+w.key.String())
+		_ = closer.Close()
+		if derr != nil {
+			return st, derr
+		}
+		st.snap, st.last = seq, seq
+	case !errors.Is(err, pebble.ErrNotFound):
+		return st, fmt.Errorf("persistence: commit %s: read snapshot: %w", w.key, pebbleErr(err))
+	}
+	prefix := eventPrefix(s.ns, w.actor)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return st, fmt.Errorf("persistence: commit %s: %w", w.key, err)
+	}
+	if it.Last() {
+		_, _, seq, derr := decodeEventKey(it.Key())
+		if derr != nil || len(it.Key()) != len(prefix)+8 {
+			_ = it.Close()
+			return st, fmt.Errorf("persistence: commit %s: last event key %x: %w", w.key, it.Key(), errors.Join(ErrCorrupt, derr))
+		}
+		st.last = max(st.last, seq)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return st, fmt.Errorf("persistence: commit %s: find last event: %w", w.key, pebbleErr(err))
+	}
+	s.seqs[w.actorStr] = st
+	return st, nil
+}
+
+// apply adds a planned write to the batch and records its effect in bb.
+func (s *Store) apply(bb *batchBuilder, b *pebble.Batch, w *encodedWrite, p plan) error {
+	st := p.seqs
+	newLast := st.last + uint64(len(w.eventKeys))
+	for i := range w.eventKeys {
+		// Events the snapshot of this same write covers would be deleted
+		// by it at once; do not write them at all.
+		if w.snap != nil && w.firstSeq+uint64(i) <= w.snap.seq {
+			continue
+		}
+		if err := b.Set(w.eventKeys[i], w.eventVals[i], nil); err != nil {
+			return fmt.Errorf("persistence: commit %s: batch event: %w", w.key, err)
+		}
+	}
+	newSnap := st.snap
+	if w.snap != nil {
+		if err := b.Set(w.snap.key, w.snap.value, nil); err != nil {
+			return fmt.Errorf("persistence: commit %s: batch snapshot: %w", w.key, err)
+		}
+		// Events up to the old snapshot are already gone; delete the
+		// stored ones from there up to the new snapshot's seq.
+		if w.snap.seq > st.snap && st.last > st.snap {
+			start := eventKey(s.ns, w.actor, st.snap+1)
+			endSeq := min(w.snap.seq, st.last)
+			var end []byte
+			if endSeq == math.MaxUint64 {
+				end = prefixEnd(eventPrefix(s.ns, w.actor))
+			} else {
+				end = eventKey(s.ns, w.actor, endSeq+1) // DeleteRange's end is exclusive
+			}
+			if err := b.DeleteRange(start, end, nil); err != nil {
+				return fmt.Errorf("persistence: commit %s: batch delete events: %w", w.key, err)
+			}
+		}
+		newSnap = w.snap.seq
+	}
+	for i := range w.timers {
+		t := &w.timers[i]
+		if old := p.oldDues[i]; old.exists {
+			if err := b.Delete(dueKey(s.ns, old.due, w.actor, t.name), nil); err != nil {
+				return fmt.Errorf("persistence: commit %s: batch timer %q: %w", w.key, t.name, err)
+			}
+		}
+		var err error
+		if t.cancel {
+			if p.oldDues[i].exists {
+				err = b.Delete(t.key, nil)
+			}
+			bb.timers[t.keyStr] = timerState{}
+		} else {
+			err = errors.Join(b.Set(t.key, t.value, nil), b.Set(t.dueKey, t.dueValue, nil))
+			bb.timers[t.keyStr] = timerState{due: t.due, exists: true}
+		}
+		if err != nil {
+			return fmt.Errorf("persistence: commit %s: batch timer %q: %w", w.key, t.name, err)
+		}
+	}
+	bb.pending[w.actorStr] = actorSeqs{last: newLast, snap: newSnap}
+	return nil
+}

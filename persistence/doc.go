@@ -38,7 +38,10 @@
 // contiguous slice of the keyspace so that a partition can be snapshotted,
 // transferred or dropped with one range operation. Namespace 0 is the
 // node-local space: it holds the format-version key and, until partitions
-// exist, all actor data. A partition p will use namespace p+1.
+// exist, all actor data. A partition p will use namespace p+1. Namespaces
+// stay below 0xF0000000: keys with the leading byte 0xF0 belong to
+// persistence/raftstore (Raft logs, stable state and snapshots on the same
+// database).
 //
 // # Values
 //

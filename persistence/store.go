@@ -142,7 +142,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	lock, err := pebble.LockDirectory(dir, fsys)
 	if err != nil {
 		if isLockHeld(err) {
-			return nil, fmt.Errorf("persistence: another ward process holds the data directory %s (its LOCK file is held): %w", dir, errors.Join(ErrLocked, err))
+			return nil, fmt.Errorf("persistence: another ward process holds the data directory %s (its LOCK file is held): %w: %w", dir, ErrLocked, err)
 		}
 		return nil, fmt.Errorf("persistence: lock data directory %s: %w", dir, err)
 	}

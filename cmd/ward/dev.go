@@ -59,7 +59,9 @@ func startNode(cfg nodeConfig) (*node, error) {
 	store, err := persistence.Open(filepath.Join(cfg.DataDir, "store"), persistence.Options{Registerer: reg, Logger: log})
 	if err != nil {
 		if errors.Is(err, persistence.ErrLocked) {
-			return nil, fmt.Errorf("data directory %s is in use by another ward process (stop it, or pass a different --data): %w", cfg.DataDir, err)
+			// The store's own error names the lock file; the operator needs
+			// only what to do about it.
+			return nil, fmt.Errorf("data directory %s is in use by another ward process: stop it, or pass a different --data", cfg.DataDir)
 		}
 		return nil, fmt.Errorf("open storage in %s: %w", cfg.DataDir, err)
 	}

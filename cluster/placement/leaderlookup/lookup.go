@@ -1,0 +1,255 @@
+// Package leaderlookup is Ward's protoactor-go identity lookup: it activates
+// each grain only on the member that leads the grain's partition
+// (placement.PartitionOf, placement.Table), so that reads are local and
+// writes need no forwarding (DESIGN.md §4).
+//
+// It replaces protoactor's disthash lookup, which places by rendezvous hash
+// over the member list, poisons on every topology change without waiting for
+// consensus, and so can run one identity on two members at once (upstream
+// #799, #637). Here the only member that activates an identity is the one
+// whose own Table says it leads the identity's partition; every other member
+// refuses, and a member that loses leadership stops that partition's
+// activations at once.
+//
+// How it works. Setup spawns a placement actor named ActorName on every
+// member. Get(identity) computes the partition, reads the leader from the
+// local Table, and asks the leader's placement actor for the activation with
+// a protoactor ActivationRequest. The placement actor checks its own Table,
+// answers with the existing activation or spawns one (as its child, so it
+// hears of its end), and refuses with ActivationResponse{Failed: true} when
+// it does not lead the partition. On a Table change that takes a partition
+// away from its member, the placement actor stops every activation of that
+// partition.
+//
+// We reuse protoactor's ActivationRequest/ActivationResponse because they are
+// registered protobuf messages that already cross remoting; their
+// TopologyHash field carries the partition's epoch (the Raft term), which is
+// what "topology" means for this placement.
+package leaderlookup
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/eventstream"
+
+	"github.com/wardhq/ward/cluster/placement"
+)
+
+// ActorName is the name of the placement actor on every member.
+const ActorName = "ward-placement"
+
+// DefaultActivationTimeout bounds one activation request to a leader.
+const DefaultActivationTimeout = 5 * time.Second
+
+// maxHops bounds how often one Get follows a changed leader after a refusal
+// before it gives up and lets the caller's retry (with back-off) try again.
+const maxHops = 3
+
+// Option configures a Lookup.
+type Option func(*Lookup)
+
+// WithActivationTimeout bounds how long Get waits for the leader's placement
+// actor. Get has no context, so this is the only bound on it; keep it below
+// the request path's own budget.
+func WithActivationTimeout(d time.Duration) Option {
+	return func(l *Lookup) {
+		if d > 0 {
+			l.timeout = d
+		}
+	}
+}
+
+// Lookup implements protoactor's cluster.IdentityLookup. Use one per member,
+// with that member's Table.
+type Lookup struct {
+	table   *placement.Table
+	timeout time.Duration
+
+	// Set in Setup, read-only afterwards.
+	cluster  *pcluster.Cluster
+	system   *actor.ActorSystem
+	self     string // this member's id (ActorSystem.ID)
+	selfAddr string // this member's remoting address
+	local    *actor.PID
+
+	// addrs maps member id to remoting address, from the topology events.
+	// Our own copy: upstream's MemberList member set is read without its
+	// lock in places, so we never read it (NOTES.md).
+	mu      sync.RWMutex
+	addrs   map[string]string
+	topoSub *eventstream.Subscription
+
+	cancelTable func()
+	stopOnce    sync.Once
+}
+
+var _ pcluster.IdentityLookup = (*Lookup)(nil)
+
+// New returns a lookup that places by table. The table's leader values are
+// protoactor member ids (ActorSystem.ID, which is also the memberlist node
+// name); a value that is no known member id but contains ':' is taken as a
+// remoting address (host:port).
+func New(table *placement.Table, opts ...Option) *Lookup {
+	l := &Lookup{table: table, timeout: DefaultActivationTimeout, addrs: make(map[string]string)}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Table is the leader table this lookup places by.
+func (l *Lookup) Table() *placement.Table { return l.table }
+
+// Setup is called by protoactor once remoting is up and before the cluster
+// provider starts. A client (isClient) hosts no grains, so it runs no
+// placement actor; its Get still routes to the leaders.
+func (l *Lookup) Setup(c *pcluster.Cluster, _ []string, isClient bool) {
+	l.cluster = c
+	l.system = c.ActorSystem
+	l.self = c.ActorSystem.ID
+	l.selfAddr = c.ActorSystem.Address()
+
+	// Subscribed before the provider starts, so no topology is missed. The
+	// event is published under MemberList's mutex: only touch our own map.
+	l.topoSub = c.ActorSystem.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*pcluster.ClusterTopology); ok {
+			l.onTopology(t)
+		}
+	})
+
+	if isClient {
+		return
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return newPlacementActor(l) })
+	pid, err := c.ActorSystem.Root.SpawnNamed(props, ActorName)
+	if err != nil {
+		// protoactor's Setup cannot return an error and reports start-up
+		// failures by panicking; the Host turns that panic into an error.
+		panic(fmt.Errorf("leaderlookup: spawn placement actor %q: %w", ActorName, err))
+	}
+	l.local = pid
+	root := c.ActorSystem.Root
+	l.cancelTable = l.table.Subscribe(func(p int) {
+		root.Send(pid, partitionChanged{partition: p})
+	})
+}
+
+func (l *Lookup) onTopology(t *pcluster.ClusterTopology) {
+	addrs := make(map[string]string, len(t.GetMembers()))
+	for _, m := range t.GetMembers() {
+		addrs[m.GetId()] = m.Address()
+	}
+	l.mu.Lock()
+	l.addrs = addrs
+	l.mu.Unlock()
+}
+
+// isSelf reports whether a Table leader value names this member.
+func (l *Lookup) isSelf(leader string) bool {
+	return leader != "" && (leader == l.self || leader == l.selfAddr)
+}
+
+// placementPID is the placement actor of the member named by leader, or nil
+// when that member is not (yet) in the topology.
+func (l *Lookup) placementPID(leader string) *actor.PID {
+	if l.isSelf(leader) && l.local != nil {
+		return l.local
+	}
+	l.mu.RLock()
+	addr, ok := l.addrs[leader]
+	l.mu.RUnlock()
+	if !ok {
+		if !strings.Contains(leader, ":") {
+			return nil
+		}
+		addr = leader
+	}
+	return actor.NewPID(addr, ActorName)
+}
+
+// Get returns the PID of identity's activation on its partition's leader,
+// activating it there if needed. It returns nil when no leader is known,
+// the leader is not reachable or not in the topology, or the leader refused
+// (it does not lead the partition by its own Table, or the activation is
+// stopping): the request path retries with back-off, by which time the
+// Tables have caught up.
+func (l *Lookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
+	if l.system == nil || ci == nil {
+		return nil
+	}
+	p := placement.PartitionOf(ci.Kind, ci.Identity, l.table.Partitions())
+	for range maxHops {
+		leader, epoch, ok := l.table.Leader(p)
+		if !ok {
+			return nil
+		}
+		target := l.placementPID(leader)
+		if target == nil {
+			l.system.Logger().Debug("partition leader not in topology",
+				slog.Int("partition", p), slog.String("leader", leader))
+			return nil
+		}
+		req := &pcluster.ActivationRequest{ClusterIdentity: ci, TopologyHash: epoch}
+		res, err := l.system.Root.RequestFuture(target, req, l.timeout).Result()
+		if err != nil {
+			l.system.Logger().Warn("activation request failed",
+				slog.String("identity", ci.AsKey()), slog.Int("partition", p),
+				slog.String("leader", leader), slog.Any("error", err))
+			return nil
+		}
+		resp, ok := res.(*pcluster.ActivationResponse)
+		if !ok {
+			l.system.Logger().Error("unexpected activation answer",
+				slog.String("identity", ci.AsKey()), slog.String("type", fmt.Sprintf("%T", res)))
+			return nil
+		}
+		if !resp.GetFailed() && resp.GetPid() != nil {
+			return resp.GetPid()
+		}
+		// Refused. Follow a leader our Table learned in the meantime;
+		// otherwise the Tables disagree and only time settles it.
+		if now, nowEpoch, ok := l.table.Leader(p); !ok || (now == leader && nowEpoch == epoch) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// RemovePid forgets a PID the caller found dead. The placement actor already
+// forgets activations when they stop; only protoactor's PID cache may still
+// hold it. Nothing is broadcast: upstream's BroadcastEvent reads the member
+// set without its lock (a data race with topology updates), and the other
+// members' caches drop a dead PID on the dead letter it earns.
+func (l *Lookup) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
+	if l.cluster == nil || ci == nil {
+		return
+	}
+	l.cluster.PidCache.RemoveByValue(ci.Identity, ci.Kind, pid)
+}
+
+// Shutdown stops the placement actor, and with it (its children) every
+// activation it still holds. protoactor's Cluster.Shutdown calls it twice and
+// after the actor system has been shut down, so it is idempotent and bounded.
+func (l *Lookup) Shutdown() {
+	l.stopOnce.Do(func() {
+		if l.system == nil {
+			return
+		}
+		if l.cancelTable != nil {
+			l.cancelTable()
+		}
+		l.system.EventStream.Unsubscribe(l.topoSub)
+		if l.local == nil {
+			return
+		}
+		if err := l.system.Root.PoisonFuture(l.local).Wait(); err != nil {
+			l.system.Logger().Warn("placement actor did not stop cleanly", slog.Any("error", err))
+		}
+	})
+}

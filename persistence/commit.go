@@ -344,14 +344,14 @@ func (s *Store) commitBatch(bb *batchBuilder, reqs []*request) (queuedAtSync int
 	defer func() { _ = batch.Close() }()
 	events := 0
 	for i, r := range reqs {
-		p, err := s.plan(bb, &r.w)
+		p, err := s.plan(s.local, bb, &r.w)
 		if err != nil {
 			s.stats.rejected.Add(1)
 			s.metrics.rejectsTotal.Inc()
 			r.done <- err
 			continue
 		}
-		if err := s.apply(bb, batch, &r.w, p); err != nil {
+		if err := s.apply(s.local, bb, batch, &r.w, p); err != nil {
 			// pebble refuses a batch operation only when the batch is
 			// unusable (closed, or past its 4 GiB limit). Nothing of this
 			// batch is committed: fail it whole.
@@ -424,8 +424,8 @@ type plan struct {
 // plan validates w against the stored journal and the batch so far, and
 // looks up everything apply needs. It changes nothing, so a refused write
 // fails alone.
-func (s *Store) plan(bb *batchBuilder, w *encodedWrite) (plan, error) {
-	st, err := s.actorSeqs(bb, w)
+func (s *Store) plan(sp *journalSpace, bb *batchBuilder, w *encodedWrite) (plan, error) {
+	st, err := s.actorSeqs(sp, bb, w)
 	if err != nil {
 		return plan{}, err
 	}
@@ -482,16 +482,18 @@ func (s *Store) plan(bb *batchBuilder, w *encodedWrite) (plan, error) {
 
 // actorSeqs returns the actor's journal position as of the batch being
 // built: from the batch, else the cache, else the database (which holds
-// every earlier batch, since only this goroutine writes).
-func (s *Store) actorSeqs(bb *batchBuilder, w *encodedWrite) (actorSeqs, error) {
+// every earlier batch, since only one goroutine at a time writes a
+// namespace: the committer for the local one, the Raft apply path holding
+// the replicaSpace lock for a replicated one).
+func (s *Store) actorSeqs(sp *journalSpace, bb *batchBuilder, w *encodedWrite) (actorSeqs, error) {
 	if st, ok := bb.pending[w.actorStr]; ok {
 		return st, nil
 	}
-	if st, ok := s.seqs[w.actorStr]; ok {
+	if st, ok := sp.seqs[w.actorStr]; ok {
 		return st, nil
 	}
 	var st actorSeqs
-	v, closer, err := s.db.Get(snapshotKey(s.ns, w.actor))
+	v, closer, err := s.db.Get(snapshotKey(sp.ns, w.actor))
 	switch {
 	case err == nil:
 		seq, _, derr := decodeSnapshotValue(v, "snapshot "+w.key.String())
@@ -503,7 +505,7 @@ func (s *Store) actorSeqs(bb *batchBuilder, w *encodedWrite) (actorSeqs, error) 
 	case !errors.Is(err, pebble.ErrNotFound):
 		return st, fmt.Errorf("persistence: commit %s: read snapshot: %w", w.key, pebbleErr(err))
 	}
-	prefix := eventPrefix(s.ns, w.actor)
+	prefix := eventPrefix(sp.ns, w.actor)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return st, fmt.Errorf("persistence: commit %s: %w", w.key, err)
@@ -523,12 +525,12 @@ func (s *Store) actorSeqs(bb *batchBuilder, w *encodedWrite) (actorSeqs, error) 
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return st, fmt.Errorf("persistence: commit %s: find last event: %w", w.key, pebbleErr(err))
 	}
-	s.seqs[w.actorStr] = st
+	sp.seqs[w.actorStr] = st
 	return st, nil
 }
 
 // apply adds a planned write to the batch and records its effect in bb.
-func (s *Store) apply(bb *batchBuilder, b *pebble.Batch, w *encodedWrite, p plan) error {
+func (s *Store) apply(sp *journalSpace, bb *batchBuilder, b *pebble.Batch, w *encodedWrite, p plan) error {
 	st := p.seqs
 	newLast := st.last + uint64(len(w.eventKeys))
 	for i := range w.eventKeys {
@@ -549,13 +551,13 @@ func (s *Store) apply(bb *batchBuilder, b *pebble.Batch, w *encodedWrite, p plan
 		// Events up to the old snapshot are already gone; delete the
 		// stored ones from there up to the new snapshot's seq.
 		if w.snap.seq > st.snap && st.last > st.snap {
-			start := eventKey(s.ns, w.actor, st.snap+1)
+			start := eventKey(sp.ns, w.actor, st.snap+1)
 			endSeq := min(w.snap.seq, st.last)
 			var end []byte
 			if endSeq == math.MaxUint64 {
-				end = prefixEnd(eventPrefix(s.ns, w.actor))
+				end = prefixEnd(eventPrefix(sp.ns, w.actor))
 			} else {
-				end = eventKey(s.ns, w.actor, endSeq+1) // DeleteRange's end is exclusive
+				end = eventKey(sp.ns, w.actor, endSeq+1) // DeleteRange's end is exclusive
 			}
 			if err := b.DeleteRange(start, end, nil); err != nil {
 				return fmt.Errorf("persistence: commit %s: batch delete events: %w", w.key, err)
@@ -566,7 +568,7 @@ func (s *Store) apply(bb *batchBuilder, b *pebble.Batch, w *encodedWrite, p plan
 	for i := range w.timers {
 		t := &w.timers[i]
 		if old := p.oldDues[i]; old.exists {
-			if err := b.Delete(dueKey(s.ns, old.due, w.actor, t.name), nil); err != nil {
+			if err := b.Delete(dueKey(sp.ns, old.due, w.actor, t.name), nil); err != nil {
 				return fmt.Errorf("persistence: commit %s: batch timer %q: %w", w.key, t.name, err)
 			}
 		}

@@ -109,3 +109,21 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashAfterFirstBootKeepsDeepDataDir: the first boot creates the data
+// directory's missing parents; a power cut right after an acknowledged write
+// must not take the new directories, and the store in them, away.
+func TestCrashAfterFirstBootKeepsDeepDataDir(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := openT(t, fs, "/srv/ward/node-1/store")
+	a := ActorKey{Kind: "crash", ID: "deep"}
+	commitT(t, s, events(a, 1, 3))
+	clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	closeT(t, s)
+
+	c := openT(t, clone, "/srv/ward/node-1/store")
+	defer closeT(t, c)
+	if l := loadT(t, c, a); l.LastSeq != 3 {
+		t.Fatalf("after the power cut the journal ends at %d, want 3", l.LastSeq)
+	}
+}

@@ -16,6 +16,7 @@
 //	snapshot        ns | 's' | actor                           seq(8) | state (protocol.Marshal)
 //	timer           ns | 't' | actor | str(name)               due(8)
 //	timer due index ns | 'd' | due(8) | actor | str(name)      payload (protocol.Marshal) or empty
+//	applied index   ns | 'A'   (replicated namespaces only)    index(8) of the last applied Raft entry
 //
 // where
 //
@@ -37,11 +38,15 @@
 // The namespace is reserved for Raft partitions, which will each own a
 // contiguous slice of the keyspace so that a partition can be snapshotted,
 // transferred or dropped with one range operation. Namespace 0 is the
-// node-local space: it holds the format-version key and, until partitions
-// exist, all actor data. A partition p will use namespace p+1. Namespaces
-// stay below 0xF0000000: keys with the leading byte 0xF0 belong to
-// persistence/raftstore (Raft logs, stable state and snapshots on the same
-// database).
+// node-local space: it holds the format-version key and the actor data of a
+// node without partitions; Commit writes there. Partition p uses namespace
+// p+1, written only through ApplyReplicated by the partition's Raft state
+// machine, read through Namespace(p+1), snapshotted and restored whole with
+// SnapshotNamespace and RestoreNamespace (replicated.go and nssnapshot.go
+// say how, and why applying needs no fsync). Namespaces stay below
+// 0xF0000000: keys with the leading byte 0xF0 belong to persistence/raftstore
+// (Raft logs, stable state and snapshots on the same database, reached
+// through DB).
 //
 // # Values
 //

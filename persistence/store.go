@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -105,8 +106,15 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Owned by the committer goroutine.
+	// replicas holds the apply state of each Raft-replicated namespace; see
+	// replicated.go.
+	replicasMu sync.Mutex
+	replicas   map[uint32]*replicaSpace
+
+	// Owned by the committer goroutine. local wraps seqs for the namespace-
+	// generic validation code.
 	seqs  map[string]actorSeqs
+	local *journalSpace
 	taken []*request
 
 	stats struct {
@@ -134,7 +142,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		maxBatch = DefaultMaxBatchWrites
 	}
 
-	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAllSynced(fsys, dir); err != nil {
 		return nil, fmt.Errorf("persistence: create data directory %s: %w", dir, err)
 	}
 	// Taking the lock ourselves, before pebble.Open, lets us tell "someone
@@ -167,6 +175,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		stopped:    make(chan struct{}),
 		seqs:       make(map[string]actorSeqs),
 	}
+	s.local = &journalSpace{ns: s.ns, seqs: s.seqs}
 	if err := s.checkVersion(); err != nil {
 		_ = db.Close()
 		_ = lock.Close()
@@ -315,13 +324,13 @@ func (s *Store) Load(key ActorKey) (*Loaded, error) {
 	var out *Loaded
 	err := s.reader(func() error {
 		var err error
-		out, err = s.load(key)
+		out, err = s.load(s.ns, key)
 		return err
 	})
 	return out, err
 }
 
-func (s *Store) load(key ActorKey) (*Loaded, error) {
+func (s *Store) load(ns uint32, key ActorKey) (*Loaded, error) {
 	// One pebble snapshot, so that a concurrent commit that snapshots the
 	// actor and deletes its events cannot make us see the old snapshot
 	// without the events that followed it.
@@ -330,7 +339,7 @@ func (s *Store) load(key ActorKey) (*Loaded, error) {
 
 	actor := encodeActor(key)
 	out := &Loaded{}
-	v, closer, err := view.Get(snapshotKey(s.ns, actor))
+	v, closer, err := view.Get(snapshotKey(ns, actor))
 	switch {
 	case err == nil:
 		what := "snapshot " + key.String()
@@ -352,9 +361,9 @@ func (s *Store) load(key ActorKey) (*Loaded, error) {
 		return nil, fmt.Errorf("persistence: load %s: read snapshot: %w", key, pebbleErr(err))
 	}
 
-	prefix := eventPrefix(s.ns, actor)
+	prefix := eventPrefix(ns, actor)
 	it, err := view.NewIter(&pebble.IterOptions{
-		LowerBound: eventKey(s.ns, actor, out.LastSeq+1),
+		LowerBound: eventKey(ns, actor, out.LastSeq+1),
 		UpperBound: prefixEnd(prefix),
 	})
 	if err != nil {
@@ -404,17 +413,17 @@ func (s *Store) DueTimers(until time.Time, limit int) ([]Timer, error) {
 	var out []Timer
 	err := s.reader(func() error {
 		var err error
-		out, err = s.dueTimers(until, limit)
+		out, err = s.dueTimers(s.ns, until, limit)
 		return err
 	})
 	return out, err
 }
 
-func (s *Store) dueTimers(until time.Time, limit int) ([]Timer, error) {
-	prefix := familyPrefix(s.ns, famDue)
+func (s *Store) dueTimers(ns uint32, until time.Time, limit int) ([]Timer, error) {
+	prefix := familyPrefix(ns, famDue)
 	upper := prefixEnd(prefix)
 	if n := timeToNanos(until); n < 1<<63-1 {
-		upper = dueBound(s.ns, n+1)
+		upper = dueBound(ns, n+1)
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
 	if err != nil {
@@ -485,3 +494,38 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 var _ io.Closer = (*Store)(nil)
+
+// mkdirAllSynced creates dir and its missing parents and syncs each parent
+// that gained an entry, so a power cut right after the first boot cannot take
+// the new directory (and the synced store inside it) away.
+func mkdirAllSynced(fsys vfs.FS, dir string) error {
+	dir = filepath.Clean(dir)
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := fsys.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if parent := filepath.Dir(d); parent == d {
+			break
+		}
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		parent, err := fsys.OpenDir(filepath.Dir(d))
+		if err != nil {
+			return fmt.Errorf("open %s to sync it: %w", filepath.Dir(d), err)
+		}
+		serr := parent.Sync()
+		cerr := parent.Close()
+		if serr != nil {
+			return fmt.Errorf("sync %s: %w", filepath.Dir(d), serr)
+		}
+		if cerr != nil {
+			return cerr
+		}
+	}
+	return nil
+}

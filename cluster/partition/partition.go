@@ -1,0 +1,497 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wardhq/ward/persistence"
+	"github.com/wardhq/ward/persistence/raftstore"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBatchWrites = 1024
+	DefaultMaxInflight    = 1
+	DefaultBatchWindow    = 2 * time.Millisecond
+	DefaultApplyTimeout   = 5 * time.Second
+	DefaultBarrierTimeout = 10 * time.Second
+)
+
+// LANConfig returns raft settings for replicas on one LAN or one machine:
+// round trips of well under a millisecond, so timeouts can be short enough
+// for a failover below 3 s (a follower notices a silent leader after
+// 0.5-1 s, and an election takes about one more timeout).
+func LANConfig() *raft.Config {
+	c := raft.DefaultConfig()
+	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.ElectionTimeout = 500 * time.Millisecond
+	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	// CommitTimeout is how long a follower may wait for a heartbeat that
+	// carries the new commit index; short keeps follower apply lag low.
+	c.CommitTimeout = 5 * time.Millisecond
+	// Each entry is already a batch of writes; 256 entries per append lets a
+	// lagging follower catch up in few round trips.
+	c.MaxAppendEntries = 256
+	c.SnapshotThreshold = 8192
+	c.SnapshotInterval = 30 * time.Second
+	c.TrailingLogs = 10240
+	return c
+}
+
+// Config configures Open.
+type Config struct {
+	// ID is the partition number p: the raft group is p+1 on the node's
+	// database (group 0 belongs to the meta group) and the actor data lives
+	// in namespace p+1 of Store.
+	ID uint32
+	// Store is the node's store; the partition uses its database for the
+	// raft log and its namespace p+1 for state. The partition does not own
+	// it: close the partition first, then the store.
+	Store *persistence.Store
+	// Transport carries this group's raft traffic (a raftmux group
+	// transport in production, raft.NewInmemTransport in tests).
+	Transport raft.Transport
+	// LocalID is this node's raft server id.
+	LocalID raft.ServerID
+	// Bootstrap, when non-empty, is the initial configuration, applied only
+	// if the group has no state on this node yet. Give the same list on
+	// every initial replica (or only on one).
+	Bootstrap []raft.Server
+	// Raft is the base raft configuration; nil means LANConfig(). LocalID,
+	// Logger and NoSnapshotRestoreOnStart are set by Open.
+	Raft *raft.Config
+	// MaxBatchWrites caps the writes in one log entry.
+	MaxBatchWrites int
+	// MaxInflight caps the log entries proposed and not yet applied; 0
+	// means DefaultMaxInflight. One entry in flight at a time gives the
+	// biggest batches; raft pipelines its own appends in any case.
+	MaxInflight int
+	// BatchWindow is the longest the first write of a batch waits for the
+	// expected number of others (see take in commit.go); 0 means
+	// DefaultBatchWindow, negative means never wait.
+	BatchWindow time.Duration
+	// ApplyTimeout bounds how long a proposal waits to enter raft's queue.
+	ApplyTimeout time.Duration
+	// BarrierTimeout bounds the catch-up barrier after winning leadership.
+	BarrierTimeout time.Duration
+	// OnLeadership is called with true when this node becomes a leader
+	// ready to serve (after its barrier) and with false when it stops being
+	// one. Calls come from one goroutine, in order; a slow callback delays
+	// the next notification, not raft.
+	OnLeadership func(isLeader bool)
+	// Registerer, when set, receives the partition's metrics; they are
+	// unregistered on Close.
+	Registerer prometheus.Registerer
+	// Logger is for the partition's own messages; nil means slog.Default().
+	Logger *slog.Logger
+	// RaftLogLevel is the level of raft's own (hclog) output; zero means
+	// warnings and errors only.
+	RaftLogLevel hclog.Level
+	// RaftLogOutput receives raft's log; nil means stderr.
+	RaftLogOutput io.Writer
+}
+
+// Partition is one replica of one partition's raft group. It is safe for
+// concurrent use.
+type Partition struct {
+	id      uint32
+	ns      uint32
+	store   *persistence.Store
+	view    *persistence.View
+	raft    *raft.Raft
+	stores  *raftstore.Stores
+	fsm     *fsm
+	log     *slog.Logger
+	metrics *metrics
+
+	maxBatch       int
+	applyTimeout   time.Duration
+	barrierTimeout time.Duration
+	onLeadership   func(bool)
+
+	ready atomic.Bool // leader and barrier done in this leadership
+
+	// mu guards the commit queue and closing.
+	mu       sync.Mutex
+	queue    []*request
+	closing  bool
+	wake     chan struct{}
+	inflight chan struct{} // semaphore of MaxInflight slots
+	// waitTarget is the queue length at which an enqueuer wakes a proposer
+	// that waits for a fuller batch (see take).
+	waitTarget int
+	window     time.Duration
+	timer      *time.Timer // owned by the proposer
+	lastBatch  atomic.Int64
+	proposed   chan proposal // proposer -> waiter, in proposal order
+
+	stop      chan struct{}
+	raftDown  chan struct{} // closed once raft.Shutdown has returned; see waitFuture
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	stats struct {
+		entries, writes atomic.Uint64
+	}
+}
+
+// Open starts the partition's raft replica on this node.
+func Open(cfg Config) (*Partition, error) {
+	if cfg.Store == nil || cfg.Transport == nil || cfg.LocalID == "" {
+		return nil, errors.New("partition: Config needs Store, Transport and LocalID")
+	}
+	ns := cfg.ID + 1
+	if ns == 0 || ns > persistence.MaxReplicatedNamespace {
+		return nil, fmt.Errorf("partition: id %d out of range (max %d)", cfg.ID, persistence.MaxReplicatedNamespace-1)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("component", "partition", "partition", cfg.ID, "node", cfg.LocalID)
+	rc := LANConfig()
+	if cfg.Raft != nil {
+		c := *cfg.Raft
+		rc = &c
+	}
+	rc.LocalID = cfg.LocalID
+	rc.NoSnapshotRestoreOnStart = true // see the package doc
+	level := cfg.RaftLogLevel
+	if level == hclog.NoLevel {
+		level = hclog.Warn
+	}
+	rc.Logger = hclog.New(&hclog.LoggerOptions{
+		Name:   fmt.Sprintf("raft[p%d %s]", cfg.ID, cfg.LocalID),
+		Level:  level,
+		Output: cfg.RaftLogOutput,
+	})
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("partition %d: raft config: %w", cfg.ID, err)
+	}
+
+	stores, err := raftstore.New(cfg.Store.DB(), ns, raftstore.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: raft stores: %w", cfg.ID, err)
+	}
+	if len(cfg.Bootstrap) > 0 {
+		has, err := raft.HasExistingState(stores.Log, stores.Stable, stores.Snapshots)
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: check raft state: %w", cfg.ID, err)
+		}
+		if !has {
+			if err := raft.BootstrapCluster(rc, stores.Log, stores.Stable, stores.Snapshots, cfg.Transport,
+				raft.Configuration{Servers: cfg.Bootstrap}); err != nil {
+				return nil, fmt.Errorf("partition %d: bootstrap: %w", cfg.ID, err)
+			}
+		}
+	}
+
+	p := &Partition{
+		id:             cfg.ID,
+		ns:             ns,
+		store:          cfg.Store,
+		view:           cfg.Store.Namespace(ns),
+		stores:         stores,
+		log:            logger,
+		maxBatch:       orDefault(cfg.MaxBatchWrites, DefaultMaxBatchWrites),
+		applyTimeout:   orDefault(cfg.ApplyTimeout, DefaultApplyTimeout),
+		barrierTimeout: orDefault(cfg.BarrierTimeout, DefaultBarrierTimeout),
+		onLeadership:   cfg.OnLeadership,
+		wake:           make(chan struct{}, 1),
+		inflight:       make(chan struct{}, orDefault(cfg.MaxInflight, DefaultMaxInflight)),
+		proposed:       make(chan proposal, orDefault(cfg.MaxInflight, DefaultMaxInflight)),
+		stop:           make(chan struct{}),
+		raftDown:       make(chan struct{}),
+		waitTarget:     int(^uint(0) >> 1),
+		window:         cfg.BatchWindow,
+		timer:          time.NewTimer(time.Hour),
+	}
+	p.timer.Stop()
+	if p.window == 0 {
+		p.window = DefaultBatchWindow
+	}
+	p.metrics = newMetrics(cfg.Registerer, p)
+	p.fsm = &fsm{store: cfg.Store, ns: ns, partition: cfg.ID, log: logger, metrics: p.metrics}
+	r, err := raft.NewRaft(rc, p.fsm, stores.Log, stores.Stable, stores.Snapshots, cfg.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: start raft: %w", cfg.ID, err)
+	}
+	p.raft = r
+	if err := p.metrics.register(); err != nil {
+		_ = r.Shutdown().Error()
+		return nil, fmt.Errorf("partition %d: register metrics: %w", cfg.ID, err)
+	}
+
+	p.wg.Add(3)
+	go p.watchLeadership()
+	go p.propose()
+	go p.await()
+	return p, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// ID returns the partition number.
+func (p *Partition) ID() uint32 { return p.id }
+
+// Raft exposes the underlying raft instance for diagnostics and tests.
+// Changing membership through it directly is fine; applying entries is not
+// (the state machine only understands journal batches).
+func (p *Partition) Raft() *raft.Raft { return p.raft }
+
+// LocalView reads this replica's copy of the partition's namespace without
+// any leadership check: for diagnostics and tests, never for serving
+// actors (a follower's copy may lag).
+func (p *Partition) LocalView() *persistence.View { return p.view }
+
+// IsReady reports whether this node is the leader and caught up, i.e.
+// whether Load and DueTimers would be served.
+func (p *Partition) IsReady() bool {
+	return p.ready.Load() && p.raft.State() == raft.Leader
+}
+
+func (p *Partition) notLeader() error {
+	addr, id := p.raft.LeaderWithID()
+	return &NotLeaderError{Partition: p.id, LeaderID: id, LeaderAddress: addr}
+}
+
+// readCheck enforces the read rule of the package doc.
+func (p *Partition) readCheck() error {
+	if p.fsm.failed.Load() != nil {
+		return fmt.Errorf("partition %d: %w", p.id, ErrFailed)
+	}
+	if p.raft.State() != raft.Leader {
+		return p.notLeader()
+	}
+	if !p.ready.Load() {
+		return fmt.Errorf("partition %d: %w", p.id, ErrNotReady)
+	}
+	return nil
+}
+
+// Load reads an actor's journal from the partition (cluster.Journal). Only
+// a ready leader serves it; see the package doc.
+func (p *Partition) Load(key persistence.ActorKey) (*persistence.Loaded, error) {
+	if err := p.readCheck(); err != nil {
+		return nil, err
+	}
+	return p.view.Load(key)
+}
+
+// DueTimers returns the partition's due timers (cluster.Journal). Only a
+// ready leader serves it, so timers fire on one node.
+func (p *Partition) DueTimers(until time.Time, limit int) ([]persistence.Timer, error) {
+	if err := p.readCheck(); err != nil {
+		return nil, err
+	}
+	return p.view.DueTimers(until, limit)
+}
+
+// watchLeadership turns raft's leadership signal into the ready flag and
+// OnLeadership calls.
+func (p *Partition) watchLeadership() {
+	defer p.wg.Done()
+	notified := false
+	notify := func(v bool) {
+		if notified == v {
+			return
+		}
+		notified = v
+		p.log.Info("leadership changed", "leader", v)
+		if p.onLeadership != nil {
+			p.onLeadership(v)
+		}
+	}
+	leaderCh := p.raft.LeaderCh()
+	for {
+		select {
+		case <-p.stop:
+			p.ready.Store(false)
+			notify(false)
+			return
+		case isLeader := <-leaderCh:
+			// Any change starts a new leadership (or ends one): the new term
+			// needs its own barrier before reads are served.
+			p.ready.Store(false)
+			if !isLeader {
+				notify(false)
+				continue
+			}
+			// A previous leadership may have been notified and then lost
+			// between two reads of leaderCh; report its end first.
+			notify(false)
+			err := p.waitFuture(p.raft.Barrier(p.barrierTimeout))
+			if err != nil {
+				// Leadership lost (leaderCh will say so) or the barrier
+				// timed out; in the latter case step down so that another
+				// replica can try rather than serving nothing.
+				p.log.Warn("barrier after winning leadership failed", "err", err)
+				if errors.Is(err, raft.ErrEnqueueTimeout) && p.raft.State() == raft.Leader {
+					_ = p.raft.LeadershipTransfer().Error()
+				}
+				continue
+			}
+			// Only ready if nothing changed meanwhile; a pending value on
+			// leaderCh means a newer leadership that needs its own barrier.
+			if p.raft.State() == raft.Leader && len(leaderCh) == 0 {
+				p.ready.Store(true)
+				notify(true)
+			}
+		}
+	}
+}
+
+// AddVoter adds (or updates) a voting member; it must run on the leader.
+func (p *Partition) AddVoter(id raft.ServerID, addr raft.ServerAddress, timeout time.Duration) error {
+	if err := p.raft.AddVoter(id, addr, 0, timeout).Error(); err != nil {
+		return p.mapLeaderErr(fmt.Sprintf("add voter %s at %s", id, addr), err)
+	}
+	return nil
+}
+
+// AddNonvoter adds a member that receives the log but does not vote, for
+// catching a new replica up before promoting it.
+func (p *Partition) AddNonvoter(id raft.ServerID, addr raft.ServerAddress, timeout time.Duration) error {
+	if err := p.raft.AddNonvoter(id, addr, 0, timeout).Error(); err != nil {
+		return p.mapLeaderErr(fmt.Sprintf("add nonvoter %s at %s", id, addr), err)
+	}
+	return nil
+}
+
+// RemoveServer removes a member; it must run on the leader.
+func (p *Partition) RemoveServer(id raft.ServerID, timeout time.Duration) error {
+	if err := p.raft.RemoveServer(id, 0, timeout).Error(); err != nil {
+		return p.mapLeaderErr(fmt.Sprintf("remove server %s", id), err)
+	}
+	return nil
+}
+
+// LeadershipTransferToServer hands leadership to a given member, for
+// rebalancing and draining.
+func (p *Partition) LeadershipTransferToServer(id raft.ServerID, addr raft.ServerAddress) error {
+	if err := p.raft.LeadershipTransferToServer(id, addr).Error(); err != nil {
+		return p.mapLeaderErr(fmt.Sprintf("transfer leadership to %s", id), err)
+	}
+	return nil
+}
+
+// LeadershipTransfer hands leadership to whichever member is most caught up.
+func (p *Partition) LeadershipTransfer() error {
+	if err := p.raft.LeadershipTransfer().Error(); err != nil {
+		return p.mapLeaderErr("transfer leadership", err)
+	}
+	return nil
+}
+
+func (p *Partition) mapLeaderErr(op string, err error) error {
+	if errors.Is(err, raft.ErrNotLeader) {
+		return fmt.Errorf("partition %d: %s: %w", p.id, op, p.notLeader())
+	}
+	return fmt.Errorf("partition %d: %s: %w", p.id, op, err)
+}
+
+// Stats is a point-in-time view of the replica.
+type Stats struct {
+	ID            uint32
+	State         raft.RaftState
+	Ready         bool
+	LeaderID      raft.ServerID
+	LeaderAddress raft.ServerAddress
+	Term          uint64
+	LastIndex     uint64
+	CommitIndex   uint64
+	// AppliedIndex is raft's: it runs slightly ahead of the state machine
+	// (raft counts an entry applied when it hands it to the FSM goroutine).
+	// StoredAppliedIndex is the last journal entry actually written to the
+	// namespace.
+	AppliedIndex       uint64
+	StoredAppliedIndex uint64
+	Configuration      raft.Configuration
+	// Entries and Writes count the log entries this node proposed as leader
+	// and the writes they carried: Writes/Entries is the mean batch size.
+	Entries uint64
+	Writes  uint64
+	// SkippedEntries counts entries this replica found already applied
+	// (replayed after a restart) and skipped.
+	SkippedEntries uint64
+}
+
+// Stats reports the replica's raft position and membership.
+func (p *Partition) Stats() (Stats, error) {
+	addr, id := p.raft.LeaderWithID()
+	st := Stats{
+		ID:             p.id,
+		State:          p.raft.State(),
+		Ready:          p.IsReady(),
+		LeaderID:       id,
+		LeaderAddress:  addr,
+		LastIndex:      p.raft.LastIndex(),
+		CommitIndex:    p.raft.CommitIndex(),
+		AppliedIndex:   p.raft.AppliedIndex(),
+		Entries:        p.stats.entries.Load(),
+		Writes:         p.stats.writes.Load(),
+		SkippedEntries: p.fsm.skipped.Load(),
+	}
+	idx, err := p.view.AppliedIndex()
+	if err != nil {
+		return st, fmt.Errorf("partition %d: stats: %w", p.id, err)
+	}
+	st.StoredAppliedIndex = idx
+	st.Term, _ = strconv.ParseUint(p.raft.Stats()["term"], 10, 64)
+	f := p.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return st, fmt.Errorf("partition %d: configuration: %w", p.id, err)
+	}
+	st.Configuration = f.Configuration()
+	return st, nil
+}
+
+// Close stops the replica: queued commits fail with ErrClosed, in-flight
+// ones with ErrOutcomeUnknown, raft shuts down, and every goroutine the
+// partition started has exited when Close returns. The raft log and state
+// stay in the store; Open resumes them. Safe to call more than once.
+func (p *Partition) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closing = true
+		queued := p.queue
+		p.queue = nil
+		p.mu.Unlock()
+		for _, r := range queued {
+			r.done <- fmt.Errorf("partition %d: commit %s: %w", p.id, r.actor, ErrClosed)
+		}
+		close(p.stop)
+		err := p.raft.Shutdown().Error()
+		close(p.raftDown)
+		p.wg.Wait()
+		p.metrics.unregister()
+		if err != nil {
+			p.closeErr = fmt.Errorf("partition %d: shut down raft: %w", p.id, err)
+		}
+	})
+	return p.closeErr
+}
+
+// compile-time check that Commit has the cluster.Journal shape.
+var _ interface {
+	Load(persistence.ActorKey) (*persistence.Loaded, error)
+	Commit(context.Context, *persistence.Write) error
+	DueTimers(time.Time, int) ([]persistence.Timer, error)
+} = (*Partition)(nil)

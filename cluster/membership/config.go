@@ -198,9 +198,12 @@ type Config struct {
 	Debounce time.Duration
 	// JoinRetryInterval is how often a node that sees no other member
 	// retries its seeds (seeds that started later, or a healed partition
-	// in which everyone declared this node dead). Negative disables retries.
+	// in which everyone declared this node dead); every fifth interval a
+	// node that does see others retries the addresses of members it holds
+	// for dead (the other half of a healed partition). Negative disables both.
 	JoinRetryInterval time.Duration
-	// LeaveTimeout bounds each of the two broadcasts of a graceful leave.
+	// LeaveTimeout bounds each step of a graceful leave: telling the live
+	// members, and memberlist's Leave broadcast.
 	LeaveTimeout time.Duration
 	// DeadRetention is how long dead and left members stay in Members()
 	// before they are forgotten (restarted nodes come back with new IDs, so

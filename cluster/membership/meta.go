@@ -23,10 +23,6 @@ type Meta struct {
 	// Client marks a protoactor cluster client: it gossips to learn the
 	// topology but hosts nothing, so it is left out of protoactor's member set.
 	Client bool
-	// Leaving is set by a graceful Shutdown just before memberlist's Leave,
-	// so that others (a) stop placing work on the node at once and (b) can
-	// tell "left" from "dead": memberlist's NotifyLeave does not say which.
-	Leaving bool
 }
 
 // MetaMaxSize is memberlist's limit on node metadata.
@@ -42,8 +38,7 @@ const MetaMaxSize = memberlist.MetaMaxSize
 const (
 	metaVersion = 1
 
-	flagClient  = 1 << 0
-	flagLeaving = 1 << 1
+	flagClient = 1 << 0 // other bits reserved; decoders ignore them
 
 	maxKinds = 256 // sanity bound for decoding; 512 bytes fit far fewer
 )
@@ -61,9 +56,6 @@ func (m *Meta) Encode() ([]byte, error) {
 	var flags byte
 	if m.Client {
 		flags |= flagClient
-	}
-	if m.Leaving {
-		flags |= flagLeaving
 	}
 	b = append(b, flags)
 	for _, s := range []string{m.NodeName, m.RemoteHost, m.HTTPAddr, m.QUICAddr, m.RaftAddr, m.Version} {
@@ -96,7 +88,6 @@ func DecodeMeta(b []byte) (Meta, error) {
 		return m, fmt.Errorf("membership: metadata version %d, want %d", b[0], metaVersion)
 	}
 	m.Client = b[1]&flagClient != 0
-	m.Leaving = b[1]&flagLeaving != 0
 	d := decoder{b: b[2:]}
 	for _, s := range []*string{&m.NodeName, &m.RemoteHost, &m.HTTPAddr, &m.QUICAddr, &m.RaftAddr, &m.Version} {
 		*s = d.string()

@@ -18,7 +18,13 @@
 // is fed by events rather than rebuilt from memberlist's Members(), because
 // Members() hands out pointers into memberlist's state that it keeps
 // mutating under its lock (meta and address updates), a data race for any
-// caller that reads them afterwards.
+// caller that reads them afterwards. The push itself is fenced against
+// protoactor's gossip actor (fence.go).
+//
+// Caveat for hosts: a member that protoactor dropped (left, or declared dead
+// by memberlist, even wrongly during a partition) is block-listed by ID on
+// every node. If it turns out alive, memberlist takes it back but protoactor
+// does not: its host must restart the actor system (a new ID) to rejoin.
 package membership
 
 import (
@@ -84,6 +90,9 @@ type Member struct {
 	// node running an incompatible version). Such a member is listed but
 	// never given to protoactor.
 	MetaErr error
+	// Leaving: the member announced a graceful leave (it gets no new work
+	// from then on, and its departure is reported as left, not dead).
+	Leaving bool
 	// Self marks this node.
 	Self bool
 	// Since is when this node observed the member enter State.
@@ -93,7 +102,7 @@ type Member struct {
 // Hosting reports whether protoactor may place activations on m.
 func (m *Member) Hosting() bool {
 	return (m.State == StateAlive || m.State == StateSuspect) && m.MetaErr == nil &&
-		!m.Meta.Client && !m.Meta.Leaving && m.Meta.RemotePort > 0
+		!m.Leaving && !m.Meta.Client && m.Meta.RemotePort > 0
 }
 
 func (m *Member) clone() Member {
@@ -116,14 +125,23 @@ type Provider struct {
 	sink    func(cluster.Members)
 	seeds   []string
 
-	metaMu    sync.Mutex
-	meta      Meta
+	// sinkMu is held while sink runs. Only the topology goroutine calls sink;
+	// tests take sinkMu to order their reads of protoactor state that the
+	// push writes without synchronisation (disthash's placement table).
+	sinkMu sync.Mutex
+
+	// metaBytes is this node's encoded Meta, fixed before memberlist starts
+	// (memberlist reads it through NodeMeta from its own goroutines).
 	metaBytes []byte
 
-	mu          sync.Mutex
-	selfID      string
-	members     map[string]*memberRecord
-	subs        map[*subscription]struct{}
+	mu         sync.Mutex
+	selfID     string
+	members    map[string]*memberRecord
+	subs       map[*subscription]struct{}
+	subsClosed bool // after Shutdown: Subscribe hands out closed channels
+	// leaving holds the IDs that announced a graceful leave, with when;
+	// kept apart from members because the announcement may arrive first.
+	leaving     map[string]time.Time
 	lastJoinErr error
 	joinErrText string
 
@@ -136,6 +154,7 @@ type Provider struct {
 type memberRecord struct {
 	Member
 	rawMeta []byte
+	node    memberlist.Node // name and address, to send to it
 }
 
 type subscription struct{ ch chan []Member }
@@ -155,6 +174,7 @@ func New(cfg Config) (*Provider, error) {
 		log:      cfg.Logger.With("component", "membership"),
 		members:  make(map[string]*memberRecord),
 		subs:     make(map[*subscription]struct{}),
+		leaving:  make(map[string]time.Time),
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
@@ -171,7 +191,7 @@ func (p *Provider) StartMember(c *cluster.Cluster) error {
 	}
 	kinds := c.GetClusterKinds()
 	sort.Strings(kinds) // deterministic metadata: an unchanged node never gossips an update
-	return p.start(c.ActorSystem.ID, c.Config.Name, Meta{RemoteHost: host, RemotePort: port, Kinds: kinds}, c.MemberList.UpdateClusterTopology)
+	return p.start(c.ActorSystem.ID, c.Config.Name, Meta{RemoteHost: host, RemotePort: port, Kinds: kinds}, topologySink(c))
 }
 
 // StartClient joins gossip as a protoactor cluster client: it learns the
@@ -181,7 +201,7 @@ func (p *Provider) StartClient(c *cluster.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("membership: actor system address: %w", err)
 	}
-	return p.start(c.ActorSystem.ID, c.Config.Name, Meta{RemoteHost: host, RemotePort: port, Client: true}, c.MemberList.UpdateClusterTopology)
+	return p.start(c.ActorSystem.ID, c.Config.Name, Meta{RemoteHost: host, RemotePort: port, Client: true}, topologySink(c))
 }
 
 // start creates the memberlist, joins the seeds once and starts the topology
@@ -201,9 +221,7 @@ func (p *Provider) start(id, clusterName string, meta Meta, sink func(cluster.Me
 	if err != nil {
 		return fmt.Errorf("membership: start %s: %w", id, err)
 	}
-	p.metaMu.Lock()
-	p.meta, p.metaBytes = meta, b
-	p.metaMu.Unlock()
+	p.metaBytes = b
 
 	mc, err := p.memberlistConfig(id, clusterName)
 	if err != nil {
@@ -325,26 +343,53 @@ func (p *Provider) join(seeds []string) {
 	p.log.Info("joined cluster", "contacted", n)
 }
 
-// joinLoop re-joins the seeds whenever this node sees no other live member:
-// seeds that came up after us, or a partition during which the others
-// declared us dead (memberlist itself only gossips with members it already
-// knows to be alive, so an isolated node would otherwise stay alone).
+// joinLoop re-joins the seeds whenever this node sees no other live member
+// (seeds that came up after us, or a partition during which the others
+// declared us dead), and every reconnectEvery ticks tries the addresses of
+// members it holds for dead. memberlist itself only gossips with members it
+// believes alive, so without this two halves of a healed network partition
+// would stay apart for good, each seeing the other as dead.
 func (p *Provider) joinLoop() {
 	defer close(p.joinDone)
-	if len(p.seeds) == 0 || p.cfg.JoinRetryInterval < 0 {
+	if p.cfg.JoinRetryInterval < 0 {
 		return
 	}
+	const reconnectEvery = 5
 	t := time.NewTicker(p.cfg.JoinRetryInterval)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
-			if p.aliveOthers() == 0 {
-				p.join(p.seeds)
-			}
 		}
+		if p.aliveOthers() == 0 && len(p.seeds) > 0 {
+			p.join(p.seeds)
+		} else if tick%reconnectEvery == 0 {
+			p.reconnectDead()
+		}
+	}
+}
+
+// reconnectDead tries to merge state with up to 8 members believed dead
+// (not left). A member that really is dead costs a failed dial; one that
+// was only cut off comes back alive on both sides.
+func (p *Provider) reconnectDead() {
+	p.mu.Lock()
+	var addrs []string
+	for _, m := range p.members {
+		if m.State == StateDead && len(addrs) < 8 {
+			addrs = append(addrs, m.GossipAddr)
+		}
+	}
+	p.mu.Unlock()
+	if len(addrs) == 0 {
+		return
+	}
+	if n, err := p.ml.Join(addrs); n > 0 {
+		p.log.Info("reconnected to members held for dead", "contacted", n, "of", len(addrs))
+	} else {
+		p.log.Debug("members held for dead still unreachable", "addrs", addrs, "err", err)
 	}
 }
 
@@ -412,25 +457,30 @@ func (p *Provider) snapshotLocked() []Member {
 func (p *Provider) Subscribe() (<-chan []Member, func()) {
 	s := &subscription{ch: make(chan []Member, 1)}
 	p.mu.Lock()
+	if p.subsClosed {
+		p.mu.Unlock()
+		close(s.ch)
+		return s.ch, func() {}
+	}
 	p.subs[s] = struct{}{}
 	if len(p.members) > 0 {
 		s.ch <- p.snapshotLocked()
 	}
 	p.mu.Unlock()
-	var once sync.Once
 	return s.ch, func() {
-		once.Do(func() {
-			p.mu.Lock()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if _, ok := p.subs[s]; ok { // not cancelled, nor closed by Shutdown
 			delete(p.subs, s)
 			close(s.ch)
-			p.mu.Unlock()
-		})
+		}
 	}
 }
 
-// Shutdown leaves the cluster. graceful announces the leave (others see the
-// member as left at once, and stop placing work on it even before); without
-// it the node just goes silent and the others detect it as dead. protoactor's
+// Shutdown leaves the cluster. graceful first tells every live member
+// directly that this node is leaving (they drop it from the topology at once
+// and report it as left), then runs memberlist's Leave; without graceful the
+// node just goes silent and the others detect it as dead. protoactor's
 // own Cluster.Shutdown calls this only when graceful, so a host shutting down
 // abruptly should call Shutdown(false) itself to release the gossip port.
 func (p *Provider) Shutdown(graceful bool) error {
@@ -447,19 +497,7 @@ func (p *Provider) Shutdown(graceful bool) error {
 
 	var errs []error
 	if graceful {
-		p.metaMu.Lock()
-		m := p.meta
-		m.Leaving = true
-		b, err := m.Encode()
-		if err == nil {
-			p.meta, p.metaBytes = m, b
-		}
-		p.metaMu.Unlock()
-		if err == nil {
-			if err := p.ml.UpdateNode(p.cfg.LeaveTimeout); err != nil {
-				errs = append(errs, fmt.Errorf("membership: announce leaving: %w", err))
-			}
-		}
+		p.announceLeaving()
 		if err := p.ml.Leave(p.cfg.LeaveTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("membership: leave: %w", err))
 		} else {
@@ -474,6 +512,7 @@ func (p *Provider) Shutdown(graceful bool) error {
 	}
 	<-p.joinDone
 	p.mu.Lock()
+	p.subsClosed = true
 	for s := range p.subs {
 		delete(p.subs, s)
 		close(s.ch)
@@ -553,6 +592,8 @@ func (p *Provider) publish() {
 			Kinds: m.Meta.Kinds, // snap is our own copy
 		})
 	}
+	p.sinkMu.Lock()
+	defer p.sinkMu.Unlock()
 	p.sink(members)
 }
 
@@ -585,6 +626,11 @@ func (p *Provider) pruneDead(now time.Time) bool {
 			pruned = true
 		}
 	}
+	for id, at := range p.leaving {
+		if now.Sub(at) > p.cfg.DeadRetention {
+			delete(p.leaving, id)
+		}
+	}
 	return pruned
 }
 
@@ -613,10 +659,14 @@ func (p *Provider) observe(n *memberlist.Node, left bool) {
 		}
 	}
 	rec.GossipAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	rec.node = memberlist.Node{Name: n.Name, Addr: slices.Clone(n.Addr), Port: n.Port}
+	if _, ok := p.leaving[n.Name]; ok {
+		rec.Leaving = true
+	}
 	state := StateAlive
 	if left {
 		state = StateDead
-		if rec.Meta.Leaving {
+		if rec.Leaving {
 			state = StateLeft
 		}
 	}
@@ -628,13 +678,79 @@ func (p *Provider) observe(n *memberlist.Node, left bool) {
 	p.notify()
 }
 
+// Leave announcements. memberlist's NotifyLeave does not say whether a
+// member left or was declared dead (the dead message that a Leave sends is
+// recognisable only inside memberlist), and a flag gossiped in the metadata
+// just before Leave is unreliable: memberlist's broadcast queue drops a
+// node's queued alive message as soon as a dead message about the same node
+// is queued. So a leaving member first tells every live member directly, over
+// memberlist's reliable (TCP, encrypted, labelled) user messages.
+const leavingMsg = "ward-leaving/1 "
+
+func encodeLeaving(id string) []byte { return []byte(leavingMsg + id) }
+
+func decodeLeaving(b []byte) (string, bool) {
+	s := string(b)
+	if !strings.HasPrefix(s, leavingMsg) || len(s) == len(leavingMsg) {
+		return "", false
+	}
+	return s[len(leavingMsg):], true
+}
+
+// announceLeaving tells every live member that this node is leaving, in
+// parallel, waiting at most LeaveTimeout.
+func (p *Provider) announceLeaving() {
+	p.mu.Lock()
+	msg := encodeLeaving(p.selfID)
+	var peers []memberlist.Node
+	for _, m := range p.members {
+		if !m.Self && (m.State == StateAlive || m.State == StateSuspect) {
+			peers = append(peers, m.node)
+		}
+	}
+	p.mu.Unlock()
+	done := make(chan struct{}, len(peers))
+	for i := range peers {
+		go func(n *memberlist.Node) {
+			if err := p.ml.SendReliable(n, msg); err != nil {
+				p.log.Warn("cannot announce leave; it will see us as dead", "member", n.Name, "err", err)
+			}
+			done <- struct{}{}
+		}(&peers[i])
+	}
+	timeout := time.NewTimer(p.cfg.LeaveTimeout)
+	defer timeout.Stop()
+	for range peers {
+		select {
+		case <-done:
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// markLeaving records a leave announcement. The announcement travels over
+// TCP and the Leave over UDP gossip, so it may come second: a member already
+// declared dead is then recorded as left.
+func (p *Provider) markLeaving(id string) {
+	p.mu.Lock()
+	p.leaving[id] = time.Now()
+	if rec := p.members[id]; rec != nil && !rec.Leaving {
+		rec.Leaving = true
+		if rec.State == StateDead {
+			rec.State = StateLeft
+		}
+		p.log.Info("member is leaving", "member", id, "node", rec.Meta.NodeName)
+	}
+	p.mu.Unlock()
+	p.notify()
+}
+
 // delegate receives memberlist's callbacks; a separate type keeps them off
 // Provider's API.
 type delegate struct{ p *Provider }
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	d.p.metaMu.Lock()
-	defer d.p.metaMu.Unlock()
 	if len(d.p.metaBytes) > limit {
 		// Encode enforces MetaMaxSize; memberlist would panic on more.
 		return nil
@@ -642,7 +758,11 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return d.p.metaBytes
 }
 
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NotifyMsg(b []byte) {
+	if id, ok := decodeLeaving(b); ok {
+		d.p.markLeaving(id)
+	}
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
@@ -659,6 +779,11 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 		"member", existing.Name, "known", existing.Address(), "newcomer", other.Address())
 }
 
+var logLevels = []struct {
+	prefix string
+	level  slog.Level
+}{{"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}}
+
 // logWriter turns memberlist's "[LEVEL] memberlist: text" log lines into
 // slog records at the matching level.
 type logWriter struct{ l *slog.Logger }
@@ -666,9 +791,9 @@ type logWriter struct{ l *slog.Logger }
 func (w logWriter) Write(b []byte) (int, error) {
 	s := strings.TrimSpace(string(b))
 	level := slog.LevelInfo
-	for prefix, l := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError} {
-		if strings.HasPrefix(s, prefix) {
-			level, s = l, strings.TrimSpace(s[len(prefix):])
+	for _, l := range logLevels {
+		if strings.HasPrefix(s, l.prefix) {
+			level, s = l.level, strings.TrimSpace(s[len(l.prefix):])
 			break
 		}
 	}

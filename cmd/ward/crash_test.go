@@ -47,7 +47,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if wardBin != "" {
+		os.RemoveAll(filepath.Dir(wardBin)) // the binary built by ward()
+	}
+	os.Exit(code)
 }
 
 // known is what the parent has seen acknowledged for one session.

@@ -42,6 +42,10 @@ func TestGroupsShareOneListener(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("group %d: transfer leadership to %s: %v", g, id, err)
 			}
+			if err != nil {
+				t.Logf("group %d: transfer leadership to %s: %v (retrying)", g, id, err)
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
 	}
 	perNode := map[string]int{}

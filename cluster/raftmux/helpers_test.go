@@ -164,8 +164,16 @@ func newTestCluster(t *testing.T, n int, groups []uint32, opts Options) *testClu
 			tc.fsms[g] = append(tc.fsms[g], fsm)
 			t.Cleanup(func() {
 				// Registered after the mux's cleanup, so it runs before it.
-				if err := r.Shutdown().Error(); err != nil {
-					t.Errorf("shutdown raft: %v", err)
+				// Bounded: a raft bug must fail the test, not hang it.
+				done := make(chan error, 1)
+				go func() { done <- r.Shutdown().Error() }()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("shutdown raft: %v", err)
+					}
+				case <-time.After(15 * time.Second):
+					t.Errorf("node %d group %d: raft shutdown still running after 15 s", i, g)
 				}
 				_ = trans.Close()
 			})

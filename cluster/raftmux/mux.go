@@ -56,6 +56,18 @@ type Options struct {
 	// Defaults 3 and 10 s, as Consul uses.
 	MaxPool int
 	Timeout time.Duration
+	// MaxRPCsInFlight is NetworkTransport's pipelining depth. Default 1:
+	// pipelining off. hashicorp/raft v1.8's pipeline can deadlock at depth
+	// 2 (its default): when a follower answers Success=false, pipelineDecode
+	// exits, decodeResponses parks handing over the next response, and the
+	// next pipelined send parks behind it, while the pipeline's Close is
+	// deferred in the very goroutine that is stuck. Replication to that
+	// follower stops for good (heartbeats go on, so no election heals it),
+	// and Raft.Shutdown hangs. It happened here within a few runs of a test
+	// that transfers leadership of 17 groups. Depth 1 skips the pipeline
+	// code path entirely; raft's own measurements (PR 541) show pipelining
+	// gains little once entries are batched, which Ward does.
+	MaxRPCsInFlight int
 	// TransportLogger receives the NetworkTransports' logs. Nil: hclog's
 	// default output at Warn level.
 	TransportLogger hclog.Logger
@@ -80,6 +92,9 @@ func (o *Options) withDefaults() {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
+	}
+	if o.MaxRPCsInFlight <= 0 {
+		o.MaxRPCsInFlight = 1
 	}
 	if o.TransportLogger == nil {
 		o.TransportLogger = hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Warn})
@@ -151,10 +166,11 @@ func (m *Mux) Transport(group uint32) (*raft.NetworkTransport, error) {
 		return nil, err
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  sl,
-		MaxPool: m.opts.MaxPool,
-		Timeout: m.opts.Timeout,
-		Logger:  m.opts.TransportLogger.With("group", group),
+		Stream:          sl,
+		MaxPool:         m.opts.MaxPool,
+		MaxRPCsInFlight: m.opts.MaxRPCsInFlight,
+		Timeout:         m.opts.Timeout,
+		Logger:          m.opts.TransportLogger.With("group", group),
 	}), nil
 }
 

@@ -101,7 +101,7 @@ func (g *grain) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) {
 }
 
 func (g *grain) load() error {
-	loaded, err := g.h.journal.Load(g.key)
+	loaded, err := g.h.journalFor(g.key).Load(g.key)
 	if err != nil {
 		return fmt.Errorf("%w: %w", actors.Errorf(protocol.ErrorCode_ERROR_CODE_UNAVAILABLE,
 			"%s cannot be activated: its journal could not be read", g.self), err)
@@ -312,7 +312,7 @@ func (g *grain) stateAfter(events []protocol.Message) (protocol.Message, error) 
 func (g *grain) commit(w *persistence.Write) error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.h.cfg.RequestTimeout)
 	defer cancel()
-	return g.h.journal.Commit(ctx, w)
+	return g.h.journalFor(g.key).Commit(ctx, w)
 }
 
 // commitFailed answers a step whose write was not made durable. Nothing of

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/cluster/placement"
 	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
@@ -67,10 +68,20 @@ const (
 // maxIDLen matches the store's limit on kinds, ids and timer names.
 const maxIDLen = 4096
 
-// Config configures Start. Only Journal is required.
+// Config configures Start. Journal, or Journals with Partitions, is required.
 type Config struct {
 	Kinds   []actors.Kind
 	Journal Journal
+	// Journals, when set with Partitions > 0, routes each identity to the
+	// journal of its partition (placement.PartitionOf(kind, id, Partitions))
+	// instead of the single Journal. The timer scheduler polls every
+	// partition's journal; journals that answer with a not-leader error
+	// (anything wrapping partition.ErrNotLeader) are skipped.
+	Journals   func(partition int) Journal
+	Partitions int
+	// ReadyCheck, when set, must also hold for Ready (the partitioned node
+	// uses it to wait until every partition has a leader).
+	ReadyCheck func() bool
 	// PassivateAfter is how long an activation may sit idle before it stops
 	// (its state is durable; the next message re-activates it).
 	PassivateAfter time.Duration
@@ -114,7 +125,11 @@ type Config struct {
 }
 
 func (c *Config) withDefaults() error {
-	if c.Journal == nil {
+	if c.Journals != nil {
+		if c.Partitions < 1 {
+			return errors.New("cluster: Config.Journals needs Partitions >= 1")
+		}
+	} else if c.Journal == nil {
 		return errors.New("cluster: Config.Journal is required")
 	}
 	if c.PassivateAfter <= 0 {
@@ -160,7 +175,8 @@ func (c *Config) withDefaults() error {
 type Host struct {
 	cfg     Config
 	log     *slog.Logger
-	journal Journal
+	journal Journal   // the single journal (nil when journals is set)
+	parts   []Journal // journal per partition (nil: single journal)
 	kinds   map[string]*hostedKind
 	entropy io.Reader
 	metrics *metrics
@@ -221,6 +237,14 @@ func Start(cfg Config) (h *Host, err error) {
 		return nil, fmt.Errorf("cluster: draw host nonce: %w", err)
 	}
 	h.nonce = hex.EncodeToString(nonce[:]) + "-"
+	if cfg.Journals != nil {
+		h.parts = make([]Journal, cfg.Partitions)
+		for p := range h.parts {
+			if h.parts[p] = cfg.Journals(p); h.parts[p] == nil {
+				return nil, fmt.Errorf("cluster: Config.Journals returned no journal for partition %d", p)
+			}
+		}
+	}
 
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -308,8 +332,15 @@ func (h *Host) Ready() bool {
 	h.gate.RLock()
 	stopping := h.stopping
 	h.gate.RUnlock()
-	return !stopping && h.member.Load()
+	if stopping || !h.member.Load() {
+		return false
+	}
+	return h.cfg.ReadyCheck == nil || h.cfg.ReadyCheck()
 }
+
+// MemberID is this member's actor system id: its name in the cluster
+// topology and in the placement table.
+func (h *Host) MemberID() string { return h.system.ID }
 
 // watchTopology keeps member current: whether this node is in the cluster
 // topology. We follow the topology events rather than ask MemberList, whose
@@ -465,4 +496,13 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.r.Read(p)
+}
+
+// journalFor is the journal holding key's actor: its partition's when the
+// host routes by partition, else the single journal.
+func (h *Host) journalFor(key persistence.ActorKey) Journal {
+	if h.parts == nil {
+		return h.journal
+	}
+	return h.parts[placement.PartitionOf(key.Kind, key.ID, len(h.parts))]
 }

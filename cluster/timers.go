@@ -3,10 +3,13 @@ package cluster
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/cluster/partition"
+	"github.com/wardhq/ward/cluster/placement"
 	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
@@ -132,7 +135,37 @@ func (s *scheduler) pollOnce(now time.Time) bool {
 	s.changed = make(map[timerKey]struct{})
 	s.mu.Unlock()
 
-	timers, err := s.h.journal.DueTimers(now.Add(s.horizon), s.batch)
+	var (
+		timers []persistence.Timer
+		err    error
+		lost   map[int]bool // partitions this node does not lead
+		cut    bool
+	)
+	if s.h.parts == nil {
+		timers, err = s.h.journal.DueTimers(now.Add(s.horizon), s.batch)
+		cut = len(timers) >= s.batch
+	} else {
+		var failed error
+		for p, j := range s.h.parts {
+			ts, err := j.DueTimers(now.Add(s.horizon), s.batch)
+			if errors.Is(err, partition.ErrNotLeader) {
+				if lost == nil {
+					lost = make(map[int]bool)
+				}
+				lost[p] = true
+				continue
+			}
+			if err != nil {
+				failed = err
+				continue
+			}
+			cut = cut || len(ts) >= s.batch
+			timers = append(timers, ts...)
+		}
+		if failed != nil {
+			s.h.log.Warn("reading due timers of a partition failed; retrying at the next poll", "err", failed)
+		}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -141,6 +174,14 @@ func (s *scheduler) pollOnce(now time.Time) bool {
 	if err != nil {
 		s.h.log.Warn("reading due timers failed; retrying at the next poll", "err", err)
 		return false
+	}
+	if lost != nil {
+		// Timers of partitions led elsewhere fire there.
+		for k := range s.byKey {
+			if lost[placement.PartitionOf(k.actor.Kind, k.actor.ID, len(s.h.parts))] {
+				s.remove(k)
+			}
+		}
 	}
 	for _, t := range timers {
 		if _, ok := s.h.kinds[t.Actor.Kind]; !ok {
@@ -155,7 +196,7 @@ func (s *scheduler) pollOnce(now time.Time) bool {
 		}
 		s.upsert(k, t.Due, t.Payload)
 	}
-	return len(timers) >= s.batch
+	return cut
 }
 
 // fireDue starts a delivery for every timer due at now and returns the time

@@ -29,6 +29,8 @@ import (
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/session"
+	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/placement"
 	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
@@ -344,6 +346,7 @@ func runCrashChild(mode, statePath string) error {
 		DataDir:        os.Getenv("WARD_CRASH_DATA"),
 		PassivateAfter: 200 * time.Millisecond, // exercise re-activation too
 		SnapshotEvery:  3,
+		Partitions:     cluster.DefaultPartitions,
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -454,7 +457,15 @@ func runCrashChild(mode, statePath string) error {
 // storedHash reads the refresh hash from the journal as a restarted node sees
 // it (the session's public view does not carry it).
 func storedHash(n *node, id string) (string, error) {
-	loaded, err := n.store.Load(persistenceKey(id))
+	var j interface {
+		Load(persistence.ActorKey) (*persistence.Loaded, error)
+	} = n.store
+	if n.part != nil {
+		// The state lives in its partition's namespace (p+1).
+		p := placement.PartitionOf(session.KindName, id, len(n.part.Partitions))
+		j = n.store.Namespace(uint32(p + 1))
+	}
+	loaded, err := j.Load(persistenceKey(id))
 	if err != nil {
 		return "", fmt.Errorf("load %s: %w", id, err)
 	}

@@ -32,7 +32,11 @@ type nodeConfig struct {
 	HTTPAddr       string
 	PassivateAfter time.Duration
 	SnapshotEvery  int
-	Logger         *slog.Logger
+	// Partitions > 0 keeps the actors' state in that many Raft partitions
+	// (R=1) on the store, placed on each partition's leader; 0 uses the
+	// store as one journal.
+	Partitions int
+	Logger     *slog.Logger
 }
 
 // kinds are the actor kinds every node hosts.
@@ -43,6 +47,7 @@ type node struct {
 	cfg      nodeConfig
 	store    *persistence.Store
 	host     *cluster.Host
+	part     *cluster.Node // set on the partition path
 	http     *http.Server
 	listener net.Listener
 	httpDone chan error
@@ -65,19 +70,31 @@ func startNode(cfg nodeConfig) (*node, error) {
 		}
 		return nil, fmt.Errorf("open storage in %s: %w", cfg.DataDir, err)
 	}
-	host, err := cluster.Start(cluster.Config{
+	hcfg := cluster.Config{
 		Kinds:          kinds,
-		Journal:        store,
 		PassivateAfter: cfg.PassivateAfter,
 		SnapshotEvery:  cfg.SnapshotEvery,
 		Logger:         log,
 		Registerer:     reg,
-	})
+	}
+	var (
+		host *cluster.Host
+		part *cluster.Node
+	)
+	if cfg.Partitions > 0 {
+		part, err = cluster.StartNode(cluster.NodeConfig{Host: hcfg, Store: store, Partitions: cfg.Partitions})
+		if part != nil {
+			host = part.Host
+		}
+	} else {
+		hcfg.Journal = store
+		host, err = cluster.Start(hcfg)
+	}
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("start actor host: %w", err)
 	}
-	n := &node{cfg: cfg, store: store, host: host, httpDone: make(chan error, 1)}
+	n := &node{cfg: cfg, store: store, host: host, part: part, httpDone: make(chan error, 1)}
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
@@ -111,7 +128,11 @@ func (n *node) close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 	}
-	if n.host != nil {
+	if n.part != nil {
+		if err := n.part.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("actor host stop: %w", err))
+		}
+	} else if n.host != nil {
 		if err := n.host.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("actor host stop: %w", err))
 		}
@@ -170,6 +191,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP edge listen address")
 	f.DurationVar(&cfg.PassivateAfter, "passivate-after", 5*time.Minute, "stop an actor after this long idle")
 	f.IntVar(&cfg.SnapshotEvery, "snapshot-every", 100, "snapshot an actor's state every N events")
+	f.IntVar(&cfg.Partitions, "partitions", cluster.DefaultPartitions, "Raft partitions holding the actors' state (0: one plain journal)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

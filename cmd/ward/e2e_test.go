@@ -93,7 +93,7 @@ func TestDevServesOpsEndpointsAndShutsDownCleanly(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}
-	for _, name := range []string{"ward_persist_batch_writes", "ward_persist_commit_seconds", "ward_cluster_activations_total", "ward_cluster_messages_total"} {
+	for _, name := range []string{"ward_persist_batch_writes", "ward_persist_commit_seconds", "ward_cluster_activations_total", "ward_cluster_messages_total", "ward_partition_commit_seconds"} {
 		if !strings.Contains(body, name) {
 			t.Errorf("metrics lack %s", name)
 		}

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/wardhq/ward/protocol"
 )
 
 // Group commit
@@ -163,75 +161,14 @@ func (s *Store) signal() {
 // encodeWrite validates w's shape and does all the CPU work of the write
 // (marshalling, keys, checksums) on the caller's goroutine, so that the single
 // committer only validates sequence numbers and copies bytes into the batch.
+// It goes through the same marshalled form as a replicated write, so both
+// paths accept exactly the same writes and lay out exactly the same keys.
 func encodeWrite(ns uint32, w *Write) (encodedWrite, error) {
-	if w == nil {
-		return encodedWrite{}, fmt.Errorf("persistence: commit: nil write: %w", ErrInvalidWrite)
+	jw, err := marshalWrite("commit", w)
+	if err != nil {
+		return encodedWrite{}, err
 	}
-	fail := func(format string, args ...any) (encodedWrite, error) {
-		return encodedWrite{}, fmt.Errorf("persistence: commit %s: "+format, append([]any{w.Actor}, args...)...)
-	}
-	if err := validActor(w.Actor); err != nil {
-		return fail("%w", err)
-	}
-	actor := encodeActor(w.Actor)
-	enc := encodedWrite{key: w.Actor, actor: actor, actorStr: string(actor), firstSeq: w.FirstSeq}
-	if n := len(w.Events); n > 0 {
-		if w.FirstSeq == 0 {
-			return fail("events must start at seq 1 or later: %w", ErrInvalidWrite)
-		}
-		if w.FirstSeq > math.MaxUint64-uint64(n) {
-			return fail("seq %d + %d events overflows: %w", w.FirstSeq, n, ErrInvalidWrite)
-		}
-		enc.eventKeys = make([][]byte, n)
-		enc.eventVals = make([][]byte, n)
-		for i, ev := range w.Events {
-			if ev == nil {
-				return fail("event %d is nil: %w", i, ErrInvalidWrite)
-			}
-			b, err := protocol.Marshal(ev)
-			if err != nil {
-				return fail("event %d: %w", i, err)
-			}
-			enc.eventKeys[i] = eventKey(ns, actor, w.FirstSeq+uint64(i))
-			enc.eventVals[i] = frame(b)
-		}
-	}
-	if sn := w.Snapshot; sn != nil {
-		if sn.State == nil {
-			return fail("snapshot at seq %d has no state: %w", sn.Seq, ErrInvalidWrite)
-		}
-		b, err := protocol.Marshal(sn.State)
-		if err != nil {
-			return fail("snapshot: %w", err)
-		}
-		enc.snap = &encodedSnapshot{seq: sn.Seq, key: snapshotKey(ns, actor), value: snapshotValue(sn.Seq, b)}
-	}
-	if len(w.Timers) > 0 {
-		enc.timers = make([]encodedTimer, len(w.Timers))
-	}
-	for i, tc := range w.Timers {
-		if err := validName("timer name", tc.Name, false); err != nil {
-			return fail("timer %d: %w", i, err)
-		}
-		t := encodedTimer{name: tc.Name, cancel: tc.Cancel, key: timerKey(ns, actor, tc.Name)}
-		t.keyStr = string(t.key)
-		if !tc.Cancel {
-			t.due = timeToNanos(tc.Due)
-			t.value = timerValue(t.due)
-			t.dueKey = dueKey(ns, t.due, actor, tc.Name)
-			var payload []byte
-			if tc.Payload != nil {
-				b, err := protocol.Marshal(tc.Payload)
-				if err != nil {
-					return fail("timer %q payload: %w", tc.Name, err)
-				}
-				payload = b
-			}
-			t.dueValue = frame(payload)
-		}
-		enc.timers[i] = t
-	}
-	return enc, nil
+	return layoutWrite(ns, jw), nil
 }
 
 // run is the committer goroutine.

@@ -202,22 +202,26 @@ func (s *Store) replica(ns uint32) (*replicaSpace, error) {
 // EncodeReplicatedWrite validates w's shape and encodes it for a Raft log
 // entry. It does the marshalling on the caller's goroutine, like Commit.
 func EncodeReplicatedWrite(w *Write) (*protocol.JournalWrite, error) {
+	return marshalWrite("encode", w)
+}
+
+// marshalWrite checks w's shape and marshals its messages: the one place
+// both the local and the replicated path decide what a valid write is. op
+// names the caller in errors.
+func marshalWrite(op string, w *Write) (*protocol.JournalWrite, error) {
 	if w == nil {
-		return nil, fmt.Errorf("persistence: encode: nil write: %w", ErrInvalidWrite)
+		return nil, fmt.Errorf("persistence: %s: nil write: %w", op, ErrInvalidWrite)
 	}
 	fail := func(format string, args ...any) (*protocol.JournalWrite, error) {
-		return nil, fmt.Errorf("persistence: encode %s: "+format, append([]any{w.Actor}, args...)...)
+		return nil, fmt.Errorf("persistence: %s %s: "+format, append([]any{op, w.Actor}, args...)...)
 	}
 	if err := validActor(w.Actor); err != nil {
 		return fail("%w", err)
 	}
 	jw := &protocol.JournalWrite{Kind: []byte(w.Actor.Kind), Id: []byte(w.Actor.ID), FirstSeq: w.FirstSeq}
 	if n := len(w.Events); n > 0 {
-		if w.FirstSeq == 0 {
-			return fail("events must start at seq 1 or later: %w", ErrInvalidWrite)
-		}
-		if w.FirstSeq > math.MaxUint64-uint64(n) {
-			return fail("seq %d + %d events overflows: %w", w.FirstSeq, n, ErrInvalidWrite)
+		if err := validSeqs(w.FirstSeq, n); err != nil {
+			return fail("%w", err)
 		}
 		jw.Events = make([][]byte, n)
 		for i, ev := range w.Events {
@@ -241,6 +245,9 @@ func EncodeReplicatedWrite(w *Write) (*protocol.JournalWrite, error) {
 		}
 		jw.Snapshot = &protocol.JournalSnapshot{Seq: sn.Seq, State: b}
 	}
+	if len(w.Timers) > 0 {
+		jw.Timers = make([]*protocol.JournalTimer, len(w.Timers))
+	}
 	for i, tc := range w.Timers {
 		if err := validName("timer name", tc.Name, false); err != nil {
 			return fail("timer %d: %w", i, err)
@@ -256,9 +263,20 @@ func EncodeReplicatedWrite(w *Write) (*protocol.JournalWrite, error) {
 				jt.Payload = b
 			}
 		}
-		jw.Timers = append(jw.Timers, jt)
+		jw.Timers[i] = jt
 	}
 	return jw, nil
+}
+
+// validSeqs checks the sequence numbers of n events starting at first.
+func validSeqs(first uint64, n int) error {
+	if first == 0 {
+		return fmt.Errorf("events must start at seq 1 or later: %w", ErrInvalidWrite)
+	}
+	if first > math.MaxUint64-uint64(n) {
+		return fmt.Errorf("seq %d + %d events overflows: %w", first, n, ErrInvalidWrite)
+	}
+	return nil
 }
 
 // MarshalReplicatedBatch encodes writes as one Raft log entry. The encoding
@@ -317,8 +335,9 @@ func validAny(b []byte) error {
 	return nil
 }
 
-// encodeReplicated builds the keys and values of a replicated write in
-// namespace ns, checking its shape the way encodeWrite does.
+// encodeReplicated checks a write read from a Raft log entry (untrusted
+// bytes: every replica must refuse a malformed one the same way) and lays out
+// its keys and values in namespace ns.
 func encodeReplicated(ns uint32, jw *protocol.JournalWrite) (encodedWrite, error) {
 	key := ActorKey{Kind: string(jw.GetKind()), ID: string(jw.GetId())}
 	fail := func(format string, args ...any) (encodedWrite, error) {
@@ -327,30 +346,20 @@ func encodeReplicated(ns uint32, jw *protocol.JournalWrite) (encodedWrite, error
 	if err := validActor(key); err != nil {
 		return fail("%w", err)
 	}
-	actor := encodeActor(key)
-	enc := encodedWrite{key: key, actor: actor, actorStr: string(actor), firstSeq: jw.GetFirstSeq()}
 	if n := len(jw.GetEvents()); n > 0 {
-		if enc.firstSeq == 0 {
-			return fail("events must start at seq 1 or later: %w", ErrInvalidWrite)
+		if err := validSeqs(jw.GetFirstSeq(), n); err != nil {
+			return fail("%w", err)
 		}
-		if enc.firstSeq > math.MaxUint64-uint64(n) {
-			return fail("seq %d + %d events overflows: %w", enc.firstSeq, n, ErrInvalidWrite)
-		}
-		enc.eventKeys = make([][]byte, n)
-		enc.eventVals = make([][]byte, n)
-		for i, b := range jw.GetEvents() {
-			if err := validAny(b); err != nil {
-				return fail("event %d: %w: %w", i, ErrInvalidWrite, err)
-			}
-			enc.eventKeys[i] = eventKey(ns, actor, enc.firstSeq+uint64(i))
-			enc.eventVals[i] = frame(b)
+	}
+	for i, b := range jw.GetEvents() {
+		if err := validAny(b); err != nil {
+			return fail("event %d: %w: %w", i, ErrInvalidWrite, err)
 		}
 	}
 	if sn := jw.GetSnapshot(); sn != nil {
 		if err := validAny(sn.GetState()); err != nil {
 			return fail("snapshot at seq %d: %w: %w", sn.GetSeq(), ErrInvalidWrite, err)
 		}
-		enc.snap = &encodedSnapshot{seq: sn.GetSeq(), key: snapshotKey(ns, actor), value: snapshotValue(sn.GetSeq(), sn.GetState())}
 	}
 	for i, jt := range jw.GetTimers() {
 		if jt == nil {
@@ -360,22 +369,47 @@ func encodeReplicated(ns uint32, jw *protocol.JournalWrite) (encodedWrite, error
 		if err := validName("timer name", name, false); err != nil {
 			return fail("timer %d: %w", i, err)
 		}
+		if p := jt.GetPayload(); !jt.GetCancel() && len(p) > 0 {
+			if err := validAny(p); err != nil {
+				return fail("timer %q payload: %w: %w", name, ErrInvalidWrite, err)
+			}
+		}
+	}
+	return layoutWrite(ns, jw), nil
+}
+
+// layoutWrite builds the keys and values of a checked write in namespace ns.
+func layoutWrite(ns uint32, jw *protocol.JournalWrite) encodedWrite {
+	key := ActorKey{Kind: string(jw.GetKind()), ID: string(jw.GetId())}
+	actor := encodeActor(key)
+	enc := encodedWrite{key: key, actor: actor, actorStr: string(actor), firstSeq: jw.GetFirstSeq()}
+	if n := len(jw.GetEvents()); n > 0 {
+		enc.eventKeys = make([][]byte, n)
+		enc.eventVals = make([][]byte, n)
+		for i, b := range jw.GetEvents() {
+			enc.eventKeys[i] = eventKey(ns, actor, enc.firstSeq+uint64(i))
+			enc.eventVals[i] = frame(b)
+		}
+	}
+	if sn := jw.GetSnapshot(); sn != nil {
+		enc.snap = &encodedSnapshot{seq: sn.GetSeq(), key: snapshotKey(ns, actor), value: snapshotValue(sn.GetSeq(), sn.GetState())}
+	}
+	if len(jw.GetTimers()) > 0 {
+		enc.timers = make([]encodedTimer, len(jw.GetTimers()))
+	}
+	for i, jt := range jw.GetTimers() {
+		name := string(jt.GetName())
 		t := encodedTimer{name: name, cancel: jt.GetCancel(), key: timerKey(ns, actor, name)}
 		t.keyStr = string(t.key)
 		if !t.cancel {
-			if p := jt.GetPayload(); len(p) > 0 {
-				if err := validAny(p); err != nil {
-					return fail("timer %q payload: %w: %w", name, ErrInvalidWrite, err)
-				}
-			}
 			t.due = jt.GetDueUnixNano()
 			t.value = timerValue(t.due)
 			t.dueKey = dueKey(ns, t.due, actor, name)
 			t.dueValue = frame(jt.GetPayload())
 		}
-		enc.timers = append(enc.timers, t)
+		enc.timers[i] = t
 	}
-	return enc, nil
+	return enc
 }
 
 // ApplyResult is the outcome of one ApplyReplicated call.

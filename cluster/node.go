@@ -132,17 +132,17 @@ func (n *Node) onLeadership(p int, leader bool) {
 // publish writes partition p's leadership, as this node sees it, into the
 // table. With R=1 this node is the only possible leader.
 func (n *Node) publish(p int) {
-	var term uint64
-	if p < len(n.Partitions) {
-		if st, err := n.Partitions[p].Stats(); err == nil {
-			term = st.Term
-		}
-	}
 	n.mu.Lock()
 	member, leading := n.member, n.leading[p]
 	n.mu.Unlock()
 	if member == "" {
-		return // the host is not started yet; StartNode publishes after
+		// The host is not started yet (and n.Partitions may still be
+		// growing); StartNode publishes every partition after.
+		return
+	}
+	var term uint64
+	if st, err := n.Partitions[p].Stats(); err == nil {
+		term = st.Term
 	}
 	if leading {
 		n.Table.Set(p, member, term)

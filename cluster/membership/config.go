@@ -190,6 +190,16 @@ type Config struct {
 	QUICAddr string
 	RaftAddr string
 	Version  string
+	// Incarnation and Partitions are advertised for the cluster layer (see
+	// Meta).
+	Incarnation string
+	Partitions  int
+
+	// OnMessage, when set, receives the payload of every message another
+	// node sent with Provider.Send; from is the sender's member id. It runs
+	// on memberlist's goroutine: it must be quick and must not call back
+	// into the provider.
+	OnMessage func(from string, payload []byte)
 
 	// Debounce is how long membership must be quiet before the topology is
 	// rebuilt and pushed to protoactor and subscribers, so that a burst of

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -23,6 +24,13 @@ type Meta struct {
 	// Client marks a protoactor cluster client: it gossips to learn the
 	// topology but hosts nothing, so it is left out of protoactor's member set.
 	Client bool
+	// Incarnation identifies the node's data directory: it changes when a
+	// node comes back with empty storage under an old name, which must not
+	// be mistaken for the node that held the old replicas.
+	Incarnation string
+	// Partitions is P as this node was started with; a node whose P differs
+	// from the cluster's is refused.
+	Partitions int
 }
 
 // MetaMaxSize is memberlist's limit on node metadata.
@@ -66,6 +74,12 @@ func (m *Meta) Encode() ([]byte, error) {
 	for _, k := range m.Kinds {
 		b = appendString(b, k)
 	}
+	// Appended fields (see Evolution above).
+	b = appendString(b, m.Incarnation)
+	if m.Partitions < 0 {
+		return nil, fmt.Errorf("membership: partitions %d out of range", m.Partitions)
+	}
+	b = binary.AppendUvarint(b, uint64(m.Partitions))
 	if len(b) > MetaMaxSize {
 		return nil, fmt.Errorf("%w: %d bytes (%d kinds)", ErrMetaTooLarge, len(b), len(m.Kinds))
 	}
@@ -106,6 +120,15 @@ func DecodeMeta(b []byte) (Meta, error) {
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			m.Kinds = append(m.Kinds, d.string())
 		}
+	}
+	// Fields appended later are absent in metadata from older nodes.
+	if d.err == nil && len(d.b) > 0 {
+		m.Incarnation = d.string()
+		parts := d.uvarint()
+		if parts > math.MaxInt32 {
+			d.fail(fmt.Errorf("partitions %d out of range", parts))
+		}
+		m.Partitions = int(parts)
 	}
 	if d.err != nil {
 		return Meta{}, fmt.Errorf("membership: decode metadata: %w", d.err)

@@ -17,6 +17,9 @@ func sampleMeta() Meta {
 		RaftAddr:   "10.0.0.1:7000",
 		Version:    "v0.3.1",
 		Kinds:      []string{"account", "prototopic", "session", "vitals"},
+
+		Incarnation: "5f0c1d7e9a2b4c6d",
+		Partitions:  16,
 	}
 }
 
@@ -47,9 +50,22 @@ func TestMetaDecodeRejectsDamage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every strict prefix is truncated somewhere.
+	// Metadata of a node from before the appended fields ends after the
+	// kinds and decodes with those fields zero; every other strict prefix is
+	// truncated somewhere.
+	old := m
+	old.Incarnation, old.Partitions = "", 0
+	legacy, _ := old.Encode()
+	legacy = legacy[:len(legacy)-2] // "" and 0: one byte each
 	for i := range len(b) {
-		if _, err := DecodeMeta(b[:i]); err == nil {
+		got, err := DecodeMeta(b[:i])
+		if i == len(legacy) {
+			if err != nil || !reflect.DeepEqual(got, old) {
+				t.Errorf("legacy metadata: %v %+v", err, got)
+			}
+			continue
+		}
+		if err == nil {
 			t.Errorf("prefix of %d/%d bytes decoded", i, len(b))
 		}
 	}

@@ -217,6 +217,7 @@ func (p *Provider) start(id, clusterName string, meta Meta, sink func(cluster.Me
 	}
 	meta.NodeName = p.cfg.NodeName
 	meta.HTTPAddr, meta.QUICAddr, meta.RaftAddr, meta.Version = p.cfg.HTTPAddr, p.cfg.QUICAddr, p.cfg.RaftAddr, p.cfg.Version
+	meta.Incarnation, meta.Partitions = p.cfg.Incarnation, p.cfg.Partitions
 	b, err := meta.Encode()
 	if err != nil {
 		return fmt.Errorf("membership: start %s: %w", id, err)
@@ -687,6 +688,59 @@ func (p *Provider) observe(n *memberlist.Node, left bool) {
 // memberlist's reliable (TCP, encrypted, labelled) user messages.
 const leavingMsg = "ward-leaving/1 "
 
+// userMsg prefixes the messages of Send: the prefix, the sender's id
+// length as one byte, the id, then the payload.
+const userMsg = "ward-user/1 "
+
+func encodeUser(from string, payload []byte) []byte {
+	b := make([]byte, 0, len(userMsg)+1+len(from)+len(payload))
+	b = append(b, userMsg...)
+	b = append(b, byte(len(from)))
+	b = append(b, from...)
+	return append(b, payload...)
+}
+
+func decodeUser(b []byte) (from string, payload []byte, ok bool) {
+	if len(b) < len(userMsg)+1 || string(b[:len(userMsg)]) != userMsg {
+		return "", nil, false
+	}
+	b = b[len(userMsg):]
+	n := int(b[0])
+	if n == 0 || len(b) < 1+n {
+		return "", nil, false
+	}
+	return string(b[1 : 1+n]), b[1+n:], true
+}
+
+// MaxMessage is the largest payload Send carries: one UDP packet.
+const MaxMessage = 1200
+
+// Send delivers payload, best effort (one UDP packet, may be lost), to the
+// member with id to; the receiver's Config.OnMessage gets it.
+func (p *Provider) Send(to string, payload []byte) error {
+	p.mu.Lock()
+	rec, ok := p.members[to]
+	self := p.selfID
+	var node memberlist.Node
+	if ok {
+		node = rec.node
+	}
+	p.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("membership: send to unknown member %s", to)
+	}
+	if len(payload) > MaxMessage || len(self) > 255 {
+		return fmt.Errorf("membership: message of %d bytes exceeds %d", len(payload), MaxMessage)
+	}
+	p.lifeMu.Lock()
+	ml := p.ml
+	p.lifeMu.Unlock()
+	if ml == nil {
+		return errors.New("membership: not started")
+	}
+	return ml.SendBestEffort(&node, encodeUser(self, payload))
+}
+
 func encodeLeaving(id string) []byte { return []byte(leavingMsg + id) }
 
 func decodeLeaving(b []byte) (string, bool) {
@@ -761,6 +815,10 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg(b []byte) {
 	if id, ok := decodeLeaving(b); ok {
 		d.p.markLeaving(id)
+		return
+	}
+	if from, payload, ok := decodeUser(b); ok && d.p.cfg.OnMessage != nil {
+		d.p.cfg.OnMessage(from, payload)
 	}
 }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }

@@ -462,7 +462,7 @@ func storedHash(n *node, id string) (string, error) {
 	} = n.store
 	if n.part != nil {
 		// The state lives in its partition's namespace (p+1).
-		p := placement.PartitionOf(session.KindName, id, len(n.part.Partitions))
+		p := placement.PartitionOf(session.KindName, id, n.part.Table.Partitions())
 		j = n.store.Namespace(uint32(p + 1))
 	}
 	loaded, err := j.Load(persistenceKey(id))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -18,36 +19,51 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/edge/admin"
 	"github.com/wardhq/ward/edge/ops"
+	"github.com/wardhq/ward/edge/registers"
 	"github.com/wardhq/ward/persistence"
 )
 
 func init() { subcommands = append(subcommands, newDevCmd()) }
 
-// nodeConfig is what `ward dev` (and later `ward node`) wires together.
+// nodeConfig is what `ward dev` and `ward node` wire together.
 type nodeConfig struct {
 	DataDir        string
 	HTTPAddr       string
 	PassivateAfter time.Duration
 	SnapshotEvery  int
-	// Partitions > 0 keeps the actors' state in that many Raft partitions
-	// (R=1) on the store, placed on each partition's leader; 0 uses the
-	// store as one journal.
-	Partitions int
-	Logger     *slog.Logger
+	// Cluster settings (see cluster.NodeConfig); ward dev leaves them zero
+	// but for Partitions and Replicas=1: a one-node cluster on loopback.
+	Name            string
+	Partitions      int
+	Replicas        int
+	RaftAddr        string
+	GossipAddr      string
+	QUICAddr        string
+	RemoteAddr      string
+	Join            []string
+	BootstrapExpect int
+	DeadAfter       time.Duration
+	GossipKey       []byte
+	// WaitReady bounds how long startNode waits for every partition to
+	// have a leader; 0 returns at once (a cluster node waiting for peers).
+	WaitReady time.Duration
+	Logger    *slog.Logger
 }
 
 // kinds are the actor kinds every node hosts.
-var kinds = []actors.Kind{session.Kind}
+var kinds = []actors.Kind{session.Kind, register.Kind}
 
-// node is one running Ward node: storage, actor host, HTTP edge.
+// node is one running Ward node: storage, cluster node, HTTP edge.
 type node struct {
 	cfg      nodeConfig
 	store    *persistence.Store
 	host     *cluster.Host
-	part     *cluster.Node // set on the partition path
+	part     *cluster.Node
 	http     *http.Server
 	listener net.Listener
 	httpDone chan error
@@ -70,51 +86,96 @@ func startNode(cfg nodeConfig) (*node, error) {
 		}
 		return nil, fmt.Errorf("open storage in %s: %w", cfg.DataDir, err)
 	}
-	hcfg := cluster.Config{
-		Kinds:          kinds,
-		PassivateAfter: cfg.PassivateAfter,
-		SnapshotEvery:  cfg.SnapshotEvery,
-		Logger:         log,
-		Registerer:     reg,
-	}
-	var (
-		host *cluster.Host
-		part *cluster.Node
-	)
-	if cfg.Partitions > 0 {
-		part, err = cluster.StartNode(cluster.NodeConfig{Host: hcfg, Store: store, Partitions: cfg.Partitions})
-		if part != nil {
-			host = part.Host
-		}
-	} else {
-		hcfg.Journal = store
-		host, err = cluster.Start(hcfg)
-	}
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("start actor host: %w", err)
-	}
-	n := &node{cfg: cfg, store: store, host: host, part: part, httpDone: make(chan error, 1)}
+	n := &node{cfg: cfg, store: store, httpDone: make(chan error, 1)}
+	// The HTTP listener comes first: its address is advertised to the
+	// other members.
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
-			n.close(context.Background())
+			store.Close()
 			return nil, fmt.Errorf("listen on --http %s: %w", cfg.HTTPAddr, err)
 		}
 		n.listener = ln
+	}
+	httpAddr := ""
+	if n.listener != nil {
+		httpAddr = n.listener.Addr().String()
+	}
+	remoteHost, remotePort := "127.0.0.1", 0
+	if cfg.RemoteAddr != "" {
+		h, p, err := net.SplitHostPort(cfg.RemoteAddr)
+		if err != nil {
+			n.close(context.Background())
+			return nil, fmt.Errorf("--remote %q: %w", cfg.RemoteAddr, err)
+		}
+		remoteHost = h
+		if remotePort, err = strconv.Atoi(p); err != nil {
+			n.close(context.Background())
+			return nil, fmt.Errorf("--remote %q: bad port", cfg.RemoteAddr)
+		}
+	}
+	part, err := cluster.StartNode(cluster.NodeConfig{
+		Host: cluster.Config{
+			Kinds:          kinds,
+			PassivateAfter: cfg.PassivateAfter,
+			SnapshotEvery:  cfg.SnapshotEvery,
+			Logger:         log,
+			Registerer:     reg,
+			BindHost:       remoteHost,
+			Port:           remotePort,
+		},
+		Store:           store,
+		Name:            cfg.Name,
+		Partitions:      cfg.Partitions,
+		Replicas:        cfg.Replicas,
+		RaftAddr:        cfg.RaftAddr,
+		GossipAddr:      cfg.GossipAddr,
+		Join:            cfg.Join,
+		BootstrapExpect: cfg.BootstrapExpect,
+		HTTPAddr:        httpAddr,
+		QUICAddr:        cfg.QUICAddr,
+		GossipKey:       cfg.GossipKey,
+		DeadAfter:       cfg.DeadAfter,
+		Version:         version,
+	})
+	if err != nil {
+		n.close(context.Background())
+		return nil, fmt.Errorf("start cluster node: %w", err)
+	}
+	n.part, n.host = part, part.Host
+	if n.listener != nil {
 		checks := map[string]ops.Check{
 			"storage": func() error { return nil }, // Open succeeded and Close has not run
 			"actors": func() error {
-				if !host.Ready() {
-					return errors.New("actor system not ready")
+				if !part.Ready() {
+					return errors.New("not every partition has a known leader yet")
 				}
 				return nil
 			},
 		}
 		mux := http.NewServeMux()
+		mux.Handle("/cluster/", admin.Handler(part))
+		mux.Handle("/v1/registers/", registers.Handler(part))
 		mux.Handle("/", ops.Handler(checks, reg))
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		go func() { n.httpDone <- n.http.Serve(ln) }()
+		go func() { n.httpDone <- n.http.Serve(n.listener) }()
+	}
+	if cfg.WaitReady > 0 {
+		deadline := time.Now().Add(cfg.WaitReady)
+		for !part.Ready() {
+			select {
+			case <-part.Fatal():
+				err := part.Err()
+				n.close(context.Background())
+				return nil, err
+			default:
+			}
+			if time.Now().After(deadline) {
+				n.close(context.Background())
+				return nil, fmt.Errorf("node not ready after %s: not every partition has a leader", cfg.WaitReady)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return n, nil
 }
@@ -127,14 +188,12 @@ func (n *node) close(ctx context.Context) error {
 		if err := n.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
+	} else if n.listener != nil {
+		n.listener.Close()
 	}
 	if n.part != nil {
 		if err := n.part.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("actor host stop: %w", err))
-		}
-	} else if n.host != nil {
-		if err := n.host.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("actor host stop: %w", err))
+			errs = append(errs, fmt.Errorf("node stop: %w", err))
 		}
 	}
 	if n.store != nil {
@@ -143,6 +202,27 @@ func (n *node) close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// serve runs until a signal, a dead HTTP server or a fatal node error, then
+// shuts down gracefully.
+func (n *node) serve(ctx context.Context, log *slog.Logger) error {
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", "signal")
+	case serveErr = <-n.httpDone:
+		log.Error("http server stopped", "err", serveErr)
+	case <-n.part.Fatal():
+		serveErr = n.part.Err()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.close(shutdownCtx); err != nil {
+		return errors.Join(serveErr, err)
+	}
+	log.Info("stopped cleanly")
+	return serveErr
 }
 
 func newDevCmd() *cobra.Command {
@@ -163,27 +243,16 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			cfg.Logger = log
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			cfg.Replicas = 1
+			cfg.WaitReady = 60 * time.Second
 			n, err := startNode(cfg)
 			if err != nil {
 				return err
 			}
 			base := "http://" + n.listener.Addr().String()
 			log.Info("ward dev is up", "data", cfg.DataDir, "healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
-			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  data:    %s\n", base, base, base, cfg.DataDir)
-			var serveErr error
-			select {
-			case <-ctx.Done():
-				log.Info("shutting down", "reason", "signal")
-			case serveErr = <-n.httpDone:
-				log.Error("http server stopped", "err", serveErr)
-			}
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := n.close(shutdownCtx); err != nil {
-				return err
-			}
-			log.Info("stopped cleanly")
-			return serveErr
+			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  data:    %s\n", base, base, base, base, cfg.DataDir)
+			return n.serve(ctx, log)
 		},
 	}
 	f := cmd.Flags()
@@ -191,7 +260,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP edge listen address")
 	f.DurationVar(&cfg.PassivateAfter, "passivate-after", 5*time.Minute, "stop an actor after this long idle")
 	f.IntVar(&cfg.SnapshotEvery, "snapshot-every", 100, "snapshot an actor's state every N events")
-	f.IntVar(&cfg.Partitions, "partitions", cluster.DefaultPartitions, "Raft partitions holding the actors' state (0: one plain journal)")
+	f.IntVar(&cfg.Partitions, "partitions", cluster.DefaultPartitions, "Raft partitions holding the actors' state (fixed when the data directory is created)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

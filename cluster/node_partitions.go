@@ -1,0 +1,311 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/wardhq/ward/cluster/meta"
+	"github.com/wardhq/ward/cluster/partition"
+	"github.com/wardhq/ward/protocol"
+)
+
+// reconcileLoop keeps this node's partition replicas in step with the
+// meta assignment: it opens the replicas assigned here, closes those moved
+// away, and, for the partitions it leads, changes the raft configuration
+// towards the assignment and hands leadership to the preferred leader.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	changes, cancel := n.meta.Changes()
+	defer cancel()
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-changes:
+		case <-tick.C:
+		}
+		st := n.meta.State()
+		if st.GetPartitions() == 0 || int(st.GetPartitions()) != n.cfg.Partitions {
+			continue
+		}
+		for p := range n.cfg.Partitions {
+			n.reconcilePartition(st, p)
+		}
+		n.observeLeaders()
+	}
+}
+
+func (n *Node) reconcilePartition(st *protocol.MetaState, p int) {
+	a := st.GetAssignment()[p]
+	want := slices.Contains(a.GetReplicas(), n.cfg.Name)
+	s := n.slots[p]
+	pt := s.get()
+	switch {
+	case want && pt == nil:
+		if err := n.openPartition(st, p); err != nil {
+			n.log.Error("cannot open partition replica", "partition", p, "err", err)
+		}
+	case !want && pt != nil:
+		if pt.Raft().State() == raft.Leader {
+			n.reconcileLeader(st, p, pt) // hands leadership away first
+			return
+		}
+		f := pt.Raft().GetConfiguration()
+		if f.Error() != nil {
+			return
+		}
+		for _, srv := range f.Configuration().Servers {
+			if string(srv.ID) == n.cfg.Name {
+				return // still a member: the leader removes us first
+			}
+		}
+		n.log.Info("closing partition replica moved away", "partition", p)
+		s.take()
+		if err := pt.Close(); err != nil {
+			n.log.Warn("closing partition replica", "partition", p, "err", err)
+		}
+	case want && pt.Raft().State() == raft.Leader:
+		n.reconcileLeader(st, p, pt)
+	}
+}
+
+// openPartition starts the local replica of p. The initial members
+// bootstrap it with the initial assignment (raft ignores a bootstrap when
+// the group has state); every other replica waits to be added by the
+// partition's leader.
+func (n *Node) openPartition(st *protocol.MetaState, p int) error {
+	var boot []raft.Server
+	if init := st.GetInitialAssignment(); p < len(init) && slices.Contains(init[p].GetReplicas(), n.cfg.Name) {
+		if me := findInitial(st, n.cfg.Name); me != nil && me.GetIncarnation() == n.incarnation {
+			for _, name := range init[p].GetReplicas() {
+				m := findInitial(st, name)
+				boot = append(boot, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(m.GetRaftAddr())})
+			}
+		}
+	}
+	trans, err := n.mux.Transport(uint32(p) + 1)
+	if err != nil {
+		return fmt.Errorf("transport: %w", err)
+	}
+	rc := *n.cfg.Raft
+	pt, err := partition.Open(partition.Config{
+		ID:        uint32(p),
+		Store:     n.cfg.Store,
+		Transport: trans,
+		LocalID:   raft.ServerID(n.cfg.Name),
+		Bootstrap: boot,
+		Raft:      &rc,
+		OnLeadership: func(leader bool) {
+			n.onLeadership(p, leader)
+		},
+		Registerer: n.cfg.Host.Registerer,
+		Logger:     n.cfg.Host.Logger,
+	})
+	if err != nil {
+		_ = trans.Close()
+		return err
+	}
+	n.slots[p].set(pt)
+	n.log.Info("partition replica open", "partition", p, "bootstrap", len(boot) > 0)
+	return nil
+}
+
+func findInitial(st *protocol.MetaState, name string) *protocol.MetaMember {
+	for _, m := range st.GetInitial() {
+		if m.GetName() == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// catchUpSlack is how far (in log entries) behind the leader's commit
+// index a non-voter may be and still be promoted.
+const catchUpSlack = 64
+
+// reconcileLeader moves p's raft configuration one step towards the
+// assignment: add (or re-address) a missing replica, then remove one that
+// is no longer wanted, then hand leadership to the preferred leader. Each
+// step runs in the background; the next tick plans the next step.
+func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Partition) {
+	n.mu.Lock()
+	if n.busy[p] {
+		n.mu.Unlock()
+		return
+	}
+	n.mu.Unlock()
+	f := pt.Raft().GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	conf := f.Configuration()
+	a := st.GetAssignment()[p]
+	want := a.GetReplicas()
+	inConf := map[string]raft.Server{}
+	for _, s := range conf.Servers {
+		inConf[string(s.ID)] = s
+	}
+	alive := n.hostingMembers()
+	var op func() error
+	var what string
+	ids := n.memberIDs()
+	commit := pt.Raft().CommitIndex()
+	for _, name := range want {
+		m := meta.FindMember(st, name)
+		if m == nil {
+			continue
+		}
+		addr := raft.ServerAddress(m.GetRaftAddr())
+		s, ok := inConf[name]
+		if ok && s.Suffrage == raft.Voter && s.Address == addr {
+			continue
+		}
+		if _, up := alive[name]; !up {
+			continue // adding an unreachable replica would only shrink the quorum margin
+		}
+		if !ok || s.Address != addr {
+			// A new replica follows as a non-voter until it has caught up:
+			// counted in the quorum while still empty, it would stall
+			// commits (and the leader's lease) for as long as it copies.
+			what = "add non-voter " + name
+			op = func() error { return pt.AddNonvoter(raft.ServerID(name), addr, membershipOpTimeout) }
+			break
+		}
+		if applied, known := n.applied(ids[name], p); !known || applied+catchUpSlack < commit {
+			continue
+		}
+		what = "promote caught-up " + name + " to voter"
+		op = func() error { return pt.AddVoter(raft.ServerID(name), addr, membershipOpTimeout) }
+		break
+	}
+	if op == nil {
+		complete := true
+		for _, name := range want {
+			if s, ok := inConf[name]; !ok || s.Suffrage != raft.Voter {
+				complete = false
+			}
+		}
+		for _, s := range conf.Servers {
+			if slices.Contains(want, string(s.ID)) || !complete {
+				continue
+			}
+			name := string(s.ID)
+			if name == n.cfg.Name {
+				to := a.GetLeader()
+				if !slices.Contains(want, to) {
+					to = want[0]
+				}
+				what = "hand leadership to " + to + " before leaving"
+				target := inConf[to]
+				op = func() error { return pt.LeadershipTransferToServer(target.ID, target.Address) }
+			} else {
+				what = "remove " + name
+				op = func() error { return pt.RemoveServer(raft.ServerID(name), membershipOpTimeout) }
+			}
+			break
+		}
+	}
+	if op == nil && a.GetLeader() != "" && a.GetLeader() != n.cfg.Name {
+		target, ok := inConf[a.GetLeader()]
+		_, up := alive[a.GetLeader()]
+		n.mu.Lock()
+		recent := time.Since(n.transfers[p]) < transferPause
+		n.mu.Unlock()
+		if ok && up && target.Suffrage == raft.Voter && !recent {
+			n.mu.Lock()
+			n.transfers[p] = time.Now()
+			n.mu.Unlock()
+			what = "hand leadership to preferred " + a.GetLeader()
+			op = func() error { return pt.LeadershipTransferToServer(target.ID, target.Address) }
+		}
+	}
+	if op == nil {
+		return
+	}
+	n.mu.Lock()
+	n.busy[p] = true
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() {
+			n.mu.Lock()
+			delete(n.busy, p)
+			n.mu.Unlock()
+		}()
+		n.log.Info("partition membership change", "partition", p, "op", what)
+		if err := op(); err != nil {
+			n.log.Warn("partition membership change failed", "partition", p, "op", what, "err", err)
+		}
+	}()
+}
+
+// onLeadership publishes this node's own leadership of p: into the local
+// table at once, and to the other members with the next announcement.
+func (n *Node) onLeadership(p int, leader bool) {
+	n.mu.Lock()
+	member := n.member
+	n.mu.Unlock()
+	pt := n.slots[p].get()
+	if pt == nil || member == "" {
+		return
+	}
+	term := raftTerm(pt.Raft())
+	if leader {
+		n.Table.Set(p, member, term)
+	} else {
+		n.Table.Set(p, "", term)
+	}
+	n.announce()
+}
+
+// observeLeaders feeds the table with what the local replicas know of their
+// leaders: a follower learns a new leader (or an election) from raft
+// before that leader's announcement arrives.
+func (n *Node) observeLeaders() {
+	ids := n.memberIDs()
+	for p, s := range n.slots {
+		pt := s.get()
+		if pt == nil {
+			continue
+		}
+		r := pt.Raft()
+		term := raftTerm(r)
+		_, leader := r.LeaderWithID()
+		switch {
+		case r.State() == raft.Leader:
+			if pt.IsReady() {
+				n.mu.Lock()
+				member := n.member
+				n.mu.Unlock()
+				n.Table.Set(p, member, term)
+			}
+		case leader == "":
+			n.Table.Set(p, "", term)
+		default:
+			if id, ok := ids[string(leader)]; ok {
+				n.Table.Set(p, id, term)
+			}
+		}
+	}
+}
+
+// memberIDs maps node names to their current member ids.
+func (n *Node) memberIDs() map[string]string {
+	out := map[string]string{}
+	for name, m := range n.hostingMembers() {
+		out[name] = m.ID
+	}
+	return out
+}
+
+func raftTerm(r *raft.Raft) uint64 {
+	t, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
+	return t
+}

@@ -1,0 +1,293 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/wardhq/ward/cluster/meta"
+	"github.com/wardhq/ward/protocol"
+)
+
+// Paths of the node-to-node admin calls on every node's HTTP edge.
+const (
+	LocalStatusPath = "/cluster/local"
+	DrainPath       = "/cluster/drain"
+	RemovePath      = "/cluster/remove"
+	StatusPath      = "/cluster/status"
+)
+
+// Status is the cluster as `ward cluster status` shows it.
+type Status struct {
+	ClusterID  string            `json:"cluster_id"`
+	Members    []MemberStatus    `json:"members"`
+	Meta       MetaStatus        `json:"meta"`
+	Partitions []PartitionStatus `json:"partitions"`
+	// Errors lists members whose local view could not be read.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// MemberStatus is one member. State is the operator's view: "alive",
+// "suspect", "dead" or "left" from gossip for active members, else the
+// meta state ("draining", "removed", "dead").
+type MemberStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	HTTP     string `json:"http"`
+	Raft     string `json:"raft"`
+	Replicas int    `json:"replicas"`
+	Leaders  int    `json:"leaders"`
+}
+
+// MetaStatus is the meta group.
+type MetaStatus struct {
+	Leader     string   `json:"leader"`
+	Replicas   []string `json:"replicas"`
+	Voters     []string `json:"voters"`
+	Version    uint64   `json:"version"`
+	Partitions int      `json:"partitions"`
+	Factor     int      `json:"replication_factor"`
+}
+
+// PartitionStatus is one partition as its leader reports it; Replicas are
+// the servers of its raft configuration (voters and catching-up
+// non-voters), Assigned what the meta leader wants.
+type PartitionStatus struct {
+	ID           int      `json:"id"`
+	Leader       string   `json:"leader"`
+	Term         uint64   `json:"term"`
+	Replicas     []string `json:"replicas"`
+	Assigned     []string `json:"assigned"`
+	AppliedIndex uint64   `json:"applied_index"`
+	CommitIndex  uint64   `json:"commit_index"`
+}
+
+// LocalStatus is one node's view of its own replicas.
+type LocalStatus struct {
+	Name       string           `json:"name"`
+	Partitions []LocalPartition `json:"partitions"`
+}
+
+// LocalPartition is one local replica.
+type LocalPartition struct {
+	ID           int      `json:"id"`
+	State        string   `json:"state"`
+	Ready        bool     `json:"ready"`
+	Leader       string   `json:"leader"`
+	Term         uint64   `json:"term"`
+	AppliedIndex uint64   `json:"applied_index"`
+	CommitIndex  uint64   `json:"commit_index"`
+	LastIndex    uint64   `json:"last_index"`
+	Servers      []string `json:"servers"`
+}
+
+// Local reports this node's replicas.
+func (n *Node) Local() LocalStatus {
+	out := LocalStatus{Name: n.cfg.Name, Partitions: []LocalPartition{}}
+	for p, s := range n.slots {
+		pt := s.get()
+		if pt == nil {
+			continue
+		}
+		st, err := pt.Stats()
+		if err != nil {
+			continue
+		}
+		lp := LocalPartition{ID: p, State: st.State.String(), Ready: st.Ready, Leader: string(st.LeaderID), Term: st.Term,
+			AppliedIndex: st.StoredAppliedIndex, CommitIndex: st.CommitIndex, LastIndex: st.LastIndex}
+		for _, srv := range st.Configuration.Servers {
+			lp.Servers = append(lp.Servers, string(srv.ID))
+		}
+		sort.Strings(lp.Servers)
+		out.Partitions = append(out.Partitions, lp)
+	}
+	return out
+}
+
+var adminClient = &http.Client{Timeout: 3 * time.Second}
+
+// Status gathers every reachable member's local view and merges it with
+// the meta state: each partition as its highest-term leader reports it.
+func (n *Node) Status(ctx context.Context) (*Status, error) {
+	st := n.meta.State()
+	out := &Status{ClusterID: st.GetClusterId(), Members: []MemberStatus{}, Partitions: []PartitionStatus{}}
+	conf, err := n.meta.Configuration()
+	if err != nil {
+		return nil, err
+	}
+	out.Meta = MetaStatus{Leader: string(n.meta.Leader()), Version: st.GetVersion(), Partitions: int(st.GetPartitions()), Factor: int(st.GetReplicas()), Replicas: []string{}, Voters: []string{}}
+	for _, s := range conf.Servers {
+		out.Meta.Replicas = append(out.Meta.Replicas, string(s.ID))
+		if s.Suffrage == raft.Voter {
+			out.Meta.Voters = append(out.Meta.Voters, string(s.ID))
+		}
+	}
+	sort.Strings(out.Meta.Replicas)
+	sort.Strings(out.Meta.Voters)
+
+	// Local views, fetched in parallel.
+	gossip := map[string]string{}
+	for _, m := range n.gossp.Members() {
+		if m.MetaErr == nil && m.Meta.NodeName != "" && !m.Meta.Client {
+			if cur, ok := gossip[m.Meta.NodeName]; !ok || cur != "alive" {
+				gossip[m.Meta.NodeName] = m.State.String()
+			}
+		}
+	}
+	alive := n.hostingMembers()
+	var (
+		mu     sync.Mutex
+		locals []LocalStatus
+		wg     sync.WaitGroup
+	)
+	locals = append(locals, n.Local())
+	for name, m := range alive {
+		if name == n.cfg.Name || m.Meta.HTTPAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(name, addr string) {
+			defer wg.Done()
+			var ls LocalStatus
+			err := adminCall(ctx, http.MethodGet, addr, LocalStatusPath, nil, &ls)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out.Errors = append(out.Errors, fmt.Sprintf("%s: %v", name, err))
+				return
+			}
+			locals = append(locals, ls)
+		}(name, m.Meta.HTTPAddr)
+	}
+	wg.Wait()
+	sort.Strings(out.Errors)
+
+	leaders := map[string]int{}
+	for p := range int(st.GetPartitions()) {
+		ps := PartitionStatus{ID: p, Replicas: []string{}, Assigned: slices.Sorted(slices.Values(st.GetAssignment()[p].GetReplicas()))}
+		for _, ls := range locals {
+			for _, lp := range ls.Partitions {
+				if lp.ID != p || lp.State != raft.Leader.String() || lp.Term < ps.Term {
+					continue
+				}
+				ps.Leader, ps.Term, ps.Replicas, ps.AppliedIndex, ps.CommitIndex = ls.Name, lp.Term, lp.Servers, lp.AppliedIndex, lp.CommitIndex
+			}
+		}
+		if ps.Leader != "" {
+			leaders[ps.Leader]++
+		}
+		out.Partitions = append(out.Partitions, ps)
+	}
+	replicas := map[string]int{}
+	for _, ps := range out.Partitions {
+		for _, r := range ps.Replicas {
+			replicas[r]++
+		}
+	}
+	for _, m := range st.GetMembers() {
+		ms := MemberStatus{Name: m.GetName(), HTTP: m.GetHttpAddr(), Raft: m.GetRaftAddr(), Replicas: replicas[m.GetName()], Leaders: leaders[m.GetName()]}
+		switch m.GetState() {
+		case protocol.MemberState_MEMBER_STATE_ACTIVE:
+			ms.State = gossip[m.GetName()]
+			if ms.State == "" {
+				ms.State = "unknown"
+			}
+		case protocol.MemberState_MEMBER_STATE_DRAINING:
+			ms.State = "draining"
+		case protocol.MemberState_MEMBER_STATE_DEAD:
+			ms.State = "dead"
+		case protocol.MemberState_MEMBER_STATE_REMOVED:
+			ms.State = "removed"
+		}
+		out.Members = append(out.Members, ms)
+	}
+	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	return out, nil
+}
+
+// ErrUnknownMember: drain or remove named no member of the cluster.
+var ErrUnknownMember = errors.New("no such member")
+
+// Drain asks the meta leader to move every replica and leadership off the
+// named node; it returns once the request is committed (the moves follow).
+func (n *Node) Drain(ctx context.Context, name string) error {
+	return n.setMemberState(ctx, name, protocol.MemberState_MEMBER_STATE_DRAINING, DrainPath)
+}
+
+// Remove takes the named node out of the cluster for good: its replicas
+// are re-created elsewhere and it leaves the meta group.
+func (n *Node) Remove(ctx context.Context, name string) error {
+	return n.setMemberState(ctx, name, protocol.MemberState_MEMBER_STATE_REMOVED, RemovePath)
+}
+
+func (n *Node) setMemberState(ctx context.Context, name string, state protocol.MemberState, path string) error {
+	st := n.meta.State()
+	if meta.FindMember(st, name) == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, name)
+	}
+	if !n.meta.IsLeader() {
+		leader := meta.FindMember(st, string(n.meta.Leader()))
+		if leader == nil || leader.GetHttpAddr() == "" {
+			return fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
+		}
+		return adminCall(ctx, http.MethodPost, leader.GetHttpAddr(), path+"?name="+url.QueryEscape(name), nil, nil)
+	}
+	return n.meta.Apply(ctx, &protocol.MetaCommand{Command: &protocol.MetaCommand_SetState{SetState: &protocol.MetaSetState{Name: name, State: state}}})
+}
+
+// AdminError is a non-2xx answer of another node's admin endpoint.
+type AdminError struct {
+	Status  int
+	Message string
+}
+
+func (e *AdminError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message) }
+
+func adminCall(ctx context.Context, method, addr, path string, body, into any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var pd struct {
+			Detail string `json:"detail"`
+		}
+		msg := string(b)
+		if json.Unmarshal(b, &pd) == nil && pd.Detail != "" {
+			msg = pd.Detail
+		}
+		return &AdminError{Status: resp.StatusCode, Message: msg}
+	}
+	if into != nil {
+		return json.Unmarshal(b, into)
+	}
+	return nil
+}

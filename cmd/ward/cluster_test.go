@@ -1,0 +1,474 @@
+package main
+
+// Multi-process cluster tests: every node is a real `ward node` process on
+// its own loopback address (127.0.X.i), talking gossip, raft and actor
+// remoting over real sockets; the test drives them through the HTTP edge
+// and the operator CLI, and kills them with SIGKILL.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/placement"
+	"github.com/wardhq/ward/edge/registers"
+)
+
+type tnode struct {
+	name                    string
+	dir                     string
+	gossip, raft, http, quic string
+	cmd                     *exec.Cmd
+	log                     *os.File
+	done                    chan error
+}
+
+type tcluster struct {
+	t      *testing.T
+	bin    string
+	subnet int
+	mu     sync.Mutex
+	nodes  map[string]*tnode
+	seeds  []string
+	client *http.Client
+}
+
+func newTestCluster(t *testing.T) *tcluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("multi-process cluster test")
+	}
+	c := &tcluster{t: t, bin: ward(t), subnet: 100 + rand.IntN(150), nodes: map[string]*tnode{},
+		client: &http.Client{Timeout: 15 * time.Second}}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, n := range c.nodes {
+			if n.cmd != nil && n.cmd.ProcessState == nil {
+				_ = n.cmd.Process.Kill()
+				<-n.done
+			}
+			if t.Failed() {
+				if b, err := os.ReadFile(n.log.Name()); err == nil {
+					lines := strings.Split(string(b), "\n")
+					t.Logf("---- last log lines of %s ----\n%s", n.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+				}
+			}
+		}
+	})
+	return c
+}
+
+// freePortOn returns a port free for TCP and UDP on ip.
+func freePortOn(t *testing.T, ip string) string {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+// add defines node i (1-based) without starting it.
+func (c *tcluster) add(i int) *tnode {
+	ip := fmt.Sprintf("127.0.%d.%d", c.subnet, i)
+	n := &tnode{name: fmt.Sprintf("n%d", i), dir: filepath.Join(c.t.TempDir(), fmt.Sprintf("n%d", i)),
+		gossip: freePortOn(c.t, ip), raft: freePortOn(c.t, ip), http: freePortOn(c.t, ip), quic: freePortOn(c.t, ip)}
+	c.mu.Lock()
+	c.nodes[n.name] = n
+	if len(c.seeds) < 3 {
+		c.seeds = append(c.seeds, n.gossip)
+	}
+	c.mu.Unlock()
+	return n
+}
+
+func (c *tcluster) node(name string) *tnode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[name]
+}
+
+// start runs the node's process with the cluster's seeds.
+func (c *tcluster) start(name string, extra ...string) {
+	c.t.Helper()
+	n := c.node(name)
+	args := []string{"node", "--name", n.name, "--data", n.dir, "--gossip", n.gossip, "--raft", n.raft,
+		"--http", n.http, "--quic", n.quic, "--join", strings.Join(c.seeds, ","), "--log-level", "info"}
+	args = append(args, extra...)
+	if n.log == nil {
+		f, err := os.Create(filepath.Join(c.t.TempDir(), n.name+".log"))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		n.log = f
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stdout, cmd.Stderr = n.log, n.log
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	n.cmd = cmd
+	n.done = make(chan error, 1)
+	go func() { n.done <- cmd.Wait() }()
+}
+
+func (c *tcluster) kill(name string) {
+	n := c.node(name)
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.done
+}
+
+func (c *tcluster) stop(name string) {
+	c.t.Helper()
+	n := c.node(name)
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.done:
+		if err != nil {
+			c.t.Errorf("%s exited with %v after SIGTERM", name, err)
+		}
+	case <-time.After(40 * time.Second):
+		c.t.Errorf("%s did not stop within 40s of SIGTERM", name)
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+func (c *tcluster) status(via string) (*cluster.Status, error) {
+	var st cluster.Status
+	resp, err := c.client.Get("http://" + c.node(via).http + cluster.StatusPath)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("status: HTTP %d: %s", resp.StatusCode, b)
+	}
+	return &st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// waitStatus polls via's status until ok holds.
+func (c *tcluster) waitStatus(via string, timeout time.Duration, what string, ok func(*cluster.Status) bool) *cluster.Status {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last *cluster.Status
+	var lastErr error
+	for time.Now().Before(deadline) {
+		st, err := c.status(via)
+		if err == nil && ok(st) {
+			return st
+		}
+		last, lastErr = st, err
+		time.Sleep(200 * time.Millisecond)
+	}
+	b, _ := json.MarshalIndent(last, "", " ")
+	c.t.Fatalf("%s: not within %s (last error %v); last status:\n%s", what, timeout, lastErr, b)
+	return nil
+}
+
+// healthy: every partition has a leader and exactly the assigned replicas,
+// and every listed member is in the wanted state.
+func healthy(members ...string) func(*cluster.Status) bool {
+	return func(st *cluster.Status) bool {
+		if len(st.Partitions) == 0 || len(st.Errors) > 0 {
+			return false
+		}
+		for _, p := range st.Partitions {
+			if p.Leader == "" || !slices.Equal(p.Replicas, p.Assigned) {
+				return false
+			}
+		}
+		alive := 0
+		for _, m := range st.Members {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		return alive >= len(members)
+	}
+}
+
+// balanced: replica and leader counts of the active members within one.
+func balanced(st *cluster.Status) bool {
+	minR, maxR, minL, maxL := 1<<30, -1, 1<<30, -1
+	for _, m := range st.Members {
+		if m.State != "alive" {
+			continue
+		}
+		minR, maxR = min(minR, m.Replicas), max(maxR, m.Replicas)
+		minL, maxL = min(minL, m.Leaders), max(maxL, m.Leaders)
+	}
+	return maxR-minR <= 1 && maxL-minL <= 1
+}
+
+func (c *tcluster) do(via, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+c.node(via).http+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (c *tcluster) put(via, id, value string) (registers.Value, error) {
+	code, b, err := c.do(via, http.MethodPut, "/v1/registers/"+id, map[string]string{"value": value})
+	return decodeValue(code, b, err)
+}
+
+func (c *tcluster) get(via, id string) (registers.Value, error) {
+	code, b, err := c.do(via, http.MethodGet, "/v1/registers/"+id, nil)
+	return decodeValue(code, b, err)
+}
+
+type httpError struct {
+	code int
+	body string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.body) }
+
+func decodeValue(code int, b []byte, err error) (registers.Value, error) {
+	var v registers.Value
+	if err != nil {
+		return v, err
+	}
+	if code != 200 {
+		return v, &httpError{code, strings.TrimSpace(string(b))}
+	}
+	return v, json.Unmarshal(b, &v)
+}
+
+func (c *tcluster) names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for name := range c.nodes {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// formThree starts n1..n3 with --bootstrap-expect 3 and waits until healthy.
+func (c *tcluster) formThree(extra ...string) {
+	c.t.Helper()
+	for i := 1; i <= 3; i++ {
+		c.add(i)
+	}
+	for i := 1; i <= 3; i++ {
+		c.start(fmt.Sprintf("n%d", i), append([]string{"--bootstrap-expect", "3"}, extra...)...)
+	}
+	c.waitStatus("n1", 60*time.Second, "3-node cluster forms", healthy("n1", "n2", "n3"))
+}
+
+// TestClusterFormGrowDrainRestart: three nodes form a cluster; writes sent
+// to any node land on the owning actor and read back from any other; the
+// cluster grows to five and rebalances; a drained node ends with nothing;
+// every node is stopped and restarted and all state is intact.
+func TestClusterFormGrowDrainRestart(t *testing.T) {
+	c := newTestCluster(t)
+	start := time.Now()
+	c.formThree()
+	t.Logf("3 nodes formed and healthy in %s", time.Since(start).Round(time.Millisecond))
+
+	want := map[string]registers.Value{}
+	write := func(round int) {
+		t.Helper()
+		names := c.names()
+		for i := range 48 {
+			id := fmt.Sprintf("reg-%d", i)
+			via := names[(i+round)%len(names)]
+			if c.node(via).cmd.ProcessState != nil {
+				continue
+			}
+			v, err := c.put(via, id, fmt.Sprintf("v%d-%d", round, i))
+			if err != nil {
+				t.Fatalf("put %s via %s: %v", id, via, err)
+			}
+			if prev := want[id]; v.Version != prev.Version+1 {
+				t.Fatalf("put %s: version %d after %d", id, v.Version, prev.Version)
+			}
+			want[id] = v
+		}
+	}
+	check := func(what string, live []string) {
+		t.Helper()
+		for i := range 48 {
+			id := fmt.Sprintf("reg-%d", i)
+			via := live[(i+1)%len(live)]
+			got, err := c.get(via, id)
+			if err != nil {
+				t.Fatalf("%s: get %s via %s: %v", what, id, via, err)
+			}
+			if got != want[id] {
+				t.Fatalf("%s: %s = %+v, want %+v", what, id, got, want[id])
+			}
+		}
+	}
+	write(0)
+	check("after writes on 3 nodes", []string{"n1", "n2", "n3"})
+
+	// Routing: every identity's partition is led by the member the status
+	// names, and the write went there whichever node received it.
+	st, _ := c.status("n2")
+	leaders := map[int]string{}
+	for _, p := range st.Partitions {
+		leaders[p.ID] = p.Leader
+	}
+	if len(leaders) != cluster.DefaultPartitions {
+		t.Fatalf("status lists %d partitions", len(leaders))
+	}
+	_ = placement.PartitionOf
+
+	// Grow to five.
+	c.add(4)
+	c.add(5)
+	c.start("n4")
+	c.start("n5")
+	grow := time.Now()
+	c.waitStatus("n1", 90*time.Second, "grow to 5 and rebalance", func(st *cluster.Status) bool {
+		return healthy("n1", "n2", "n3", "n4", "n5")(st) && balanced(st) && len(st.Members) == 5
+	})
+	t.Logf("grew 3 -> 5 and rebalanced in %s", time.Since(grow).Round(time.Millisecond))
+	st, _ = c.status("n4")
+	for _, m := range st.Members {
+		if m.Replicas == 0 || m.Leaders == 0 {
+			t.Fatalf("after growth %s holds %d replicas, %d leaders", m.Name, m.Replicas, m.Leaders)
+		}
+	}
+	check("after growth", c.names())
+	write(1)
+
+	// Drain n2 with the CLI.
+	out, err := exec.Command(c.bin, "cluster", "drain", "n2", "--server", "http://"+c.node("n5").http).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ward cluster drain: %v\n%s", err, out)
+	}
+	drain := time.Now()
+	st = c.waitStatus("n3", 90*time.Second, "drain n2", func(st *cluster.Status) bool {
+		if !healthy()(st) {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.Name == "n2" {
+				return m.State == "draining" && m.Replicas == 0 && m.Leaders == 0
+			}
+		}
+		return false
+	})
+	t.Logf("drained n2 in %s", time.Since(drain).Round(time.Millisecond))
+	for _, p := range st.Partitions {
+		if slices.Contains(p.Replicas, "n2") || len(p.Replicas) != 3 {
+			t.Fatalf("partition %d replicas %v after drain", p.ID, p.Replicas)
+		}
+	}
+	check("after drain", []string{"n1", "n3", "n4", "n5"})
+
+	// The CLI's JSON has the documented fields.
+	out, err = exec.Command(c.bin, "cluster", "status", "--json", "--server", c.node("n1").http).Output()
+	if err != nil {
+		t.Fatalf("ward cluster status --json: %v", err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(out, &raw); err != nil {
+		t.Fatalf("status JSON: %v\n%s", err, out)
+	}
+	m0 := raw["members"].([]any)[0].(map[string]any)
+	p0 := raw["partitions"].([]any)[0].(map[string]any)
+	mt := raw["meta"].(map[string]any)
+	for _, k := range []string{"name", "state", "http"} {
+		if _, ok := m0[k]; !ok {
+			t.Errorf("members[0] lacks %q", k)
+		}
+	}
+	for _, k := range []string{"id", "leader", "replicas", "applied_index"} {
+		if _, ok := p0[k]; !ok {
+			t.Errorf("partitions[0] lacks %q", k)
+		}
+	}
+	for _, k := range []string{"leader", "replicas"} {
+		if _, ok := mt[k]; !ok {
+			t.Errorf("meta lacks %q", k)
+		}
+	}
+
+	// Stop every node, restart every node: all state intact.
+	for _, name := range c.names() {
+		c.stop(name)
+	}
+	for _, name := range c.names() {
+		c.start(name)
+	}
+	restart := time.Now()
+	c.waitStatus("n1", 90*time.Second, "restart all", func(st *cluster.Status) bool {
+		return healthy("n1", "n3", "n4", "n5")(st)
+	})
+	t.Logf("all 5 restarted and healthy in %s", time.Since(restart).Round(time.Millisecond))
+	check("after restarting every node", c.names())
+}
+
+// TestClusterRefusesOtherPartitionCount: a node started with another
+// --partitions than its cluster exits with a clear error.
+func TestClusterRefusesOtherPartitionCount(t *testing.T) {
+	c := newTestCluster(t)
+	c.formThree()
+	c.add(4)
+	c.start("n4", "--partitions", "8")
+	n := c.node("n4")
+	select {
+	case err := <-n.done:
+		if err == nil {
+			t.Fatal("node with --partitions 8 exited 0")
+		}
+		b, _ := os.ReadFile(n.log.Name())
+		if !strings.Contains(string(b), "partitions 8") || !strings.Contains(string(b), "16") {
+			t.Fatalf("error does not explain the partition mismatch:\n%s", b)
+		}
+		n.done <- err // for cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatal("node with --partitions 8 still running after 30s")
+	}
+	if _, err := c.put("n1", "after-refusal", "x"); err != nil {
+		t.Fatalf("cluster after refusal: %v", err)
+	}
+	_ = errors.New
+	_ = context.Background
+}

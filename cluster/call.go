@@ -36,6 +36,15 @@ const minAttemptWait = 50 * time.Millisecond
 // attempt can deliver the envelope twice; the activation answers a
 // duplicate request id from its recent responses instead of stepping again.
 // Each attempt but the last may use half the remaining budget.
+//
+// An answer with code NOT_LEADER is retried too: the activation ran on a
+// node that is not (or no longer) its partition's serving leader, and has
+// stopped. The PID is dropped from the cache so that the identity lookup
+// resolves the actor afresh, at the new leader once placement has caught
+// up. The answer may mean the outcome is unknown (leadership lost while
+// the step's write was in flight); resending the same request id is still
+// safe, because the write stored its reply: the new leader's activation
+// loads it and answers with it instead of stepping again.
 func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope, header map[string]string) (*protocol.Response, error) {
 	deadline := time.Now().Add(h.cfg.RequestTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -49,11 +58,12 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 	msg := &actor.MessageEnvelope{Header: header, Message: env, Sender: box.pid}
 
 	var last error
+	var notLeader *notLeaderAnswer // the last NOT_LEADER answer, if any
 	sent := 0
 	for attempt := 1; ; attempt++ {
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
-			return nil, h.giveUp(ctx, kind, id, attempt-1, last)
+			return nil, h.giveUp(ctx, kind, id, attempt-1, last, notLeader)
 		}
 		target := h.pidOf(kind, id)
 		if target == nil {
@@ -68,6 +78,11 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 			outcome, resp, err := h.await(ctx, box, wait)
 			switch outcome {
 			case answered:
+				if e := resp.GetError(); e.GetCode() == protocol.ErrorCode_ERROR_CODE_NOT_LEADER {
+					notLeader = &notLeaderAnswer{msg: e.GetMessage()}
+					err = notLeader
+					break // and retry
+				}
 				// One message sent, one answer taken: nothing more can
 				// arrive, so the box may serve another request.
 				clean = sent == 1
@@ -75,16 +90,16 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 			case failed:
 				return nil, err
 			case canceled:
-				return nil, h.giveUp(ctx, kind, id, attempt, last)
+				return nil, h.giveUp(ctx, kind, id, attempt, last, notLeader)
 			}
 			last = err
 			h.cluster.PidCache.RemoveByValue(id, kind, target)
 		}
 		if attempt >= h.cfg.MaxAttempts {
-			return nil, h.giveUp(ctx, kind, id, attempt, last)
+			return nil, h.giveUp(ctx, kind, id, attempt, last, notLeader)
 		}
 		if err := sleepCtx(ctx, h.backoff(attempt), deadline); err != nil {
-			return nil, h.giveUp(ctx, kind, id, attempt, last)
+			return nil, h.giveUp(ctx, kind, id, attempt, last, notLeader)
 		}
 	}
 }
@@ -124,16 +139,33 @@ var errNoActivation = errors.New("identity lookup found no activation")
 
 var errDeadLetter = errors.New("activation gone (dead letter)")
 
+// notLeaderAnswer is a NOT_LEADER answer taken as a reason to retry.
+type notLeaderAnswer struct{ msg string }
+
+func (e *notLeaderAnswer) Error() string { return "not the partition leader: " + e.msg }
+
 // giveUp builds the error for a request that got no answer: UNAVAILABLE,
 // and also the context's error when that is why (our own deadline is the
 // context's when it is the earlier one, and may pass a hair before the
-// context notices).
-func (h *Host) giveUp(ctx context.Context, kind, id string, attempts int, last error) error {
+// context notices). When some attempt was answered NOT_LEADER the error
+// says so even if a later attempt failed otherwise (the stopped
+// activation's PID typically yields a dead letter next): leadership moving
+// is the cause worth reporting.
+func (h *Host) giveUp(ctx context.Context, kind, id string, attempts int, last error, notLeader *notLeaderAnswer) error {
 	if last == nil {
 		last = errors.New("none yet")
 	}
+	what := "no answer"
+	if notLeader != nil {
+		// Answered, but by activations that could not serve: leadership is
+		// moving or placement has not caught up with it.
+		what = "no leader answered"
+		if !errors.Is(last, notLeader) {
+			last = fmt.Errorf("%w; before that: %w", last, notLeader)
+		}
+	}
 	base := actors.Errorf(protocol.ErrorCode_ERROR_CODE_UNAVAILABLE,
-		"no answer from %s/%s after %d attempts: %v", kind, id, attempts, last)
+		"%s from %s/%s after %d attempts: %v", what, kind, id, attempts, last)
 	cause := ctx.Err()
 	if d, ok := ctx.Deadline(); cause == nil && ok && !time.Now().Before(d) {
 		cause = context.DeadlineExceeded

@@ -11,6 +11,7 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/cluster/partition"
 	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
@@ -44,6 +45,35 @@ type grain struct {
 	registered bool
 
 	recent recentResponses
+
+	// verifier fences reads when the journal is a Raft partition (nil for
+	// a plain store, which has no leader to lose); epoch is the leadership
+	// the activation's state was loaded in.
+	verifier leaderVerifier
+	epoch    uint64
+}
+
+// leaderVerifier is implemented by journals that can be deposed (a
+// *partition.Partition): a read answered from an activation's memory must
+// be confirmed to come from the current leader, in the same leadership the
+// state was loaded in, or a deposed leader that has not noticed yet could
+// answer with a value the new leader has since changed. Writes need no such
+// check: a deposed leader cannot commit.
+type leaderVerifier interface {
+	// LeaderEpoch identifies this node's current serving leadership, 0
+	// when it is not a serving leader.
+	LeaderEpoch() uint64
+	// VerifyLeader confirms, by a quorum round started after the call,
+	// that this node still leads in leadership epoch.
+	VerifyLeader(ctx context.Context, epoch uint64) error
+}
+
+// isNotLeader reports whether a journal error means "not (yet) the serving
+// leader here": the caller should re-resolve the activation and retry.
+// partition's not-ready (a new leader still catching up) counts too: a
+// retry after a back-off gets there.
+func isNotLeader(err error) bool {
+	return errors.Is(err, partition.ErrNotLeader) || errors.Is(err, partition.ErrNotReady)
 }
 
 // grainProps are the protoactor props of one kind.
@@ -101,8 +131,19 @@ func (g *grain) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) {
 }
 
 func (g *grain) load() error {
-	loaded, err := g.h.journalFor(g.key).Load(g.key)
+	j := g.h.journalFor(g.key)
+	if v, ok := j.(leaderVerifier); ok {
+		// Read before the Load: should leadership change in between, the
+		// epoch is the older one and every fenced read fails, never the
+		// other way round.
+		g.verifier, g.epoch = v, v.LeaderEpoch()
+	}
+	loaded, err := j.Load(g.key)
 	if err != nil {
+		if isNotLeader(err) {
+			return fmt.Errorf("%w: %w", actors.Errorf(protocol.ErrorCode_ERROR_CODE_NOT_LEADER,
+				"%s cannot be activated here: not its partition's serving leader", g.self), err)
+		}
 		return fmt.Errorf("%w: %w", actors.Errorf(protocol.ErrorCode_ERROR_CODE_UNAVAILABLE,
 			"%s cannot be activated: its journal could not be read", g.self), err)
 	}
@@ -125,6 +166,19 @@ func (g *grain) load() error {
 	g.actor = a
 	g.lastSeq = loaded.LastSeq
 	g.sinceSnap = len(loaded.Events)
+	// The stored replies answer requests retried across activations: a
+	// command whose outcome was unknown to its caller (leadership lost
+	// mid-commit, an answer lost) comes back with the same request id and
+	// gets the original answer instead of a second step.
+	for _, r := range loaded.Replies {
+		resp, ok := r.Response.(*protocol.Response)
+		if !ok {
+			g.h.log.Warn("stored reply is not a Response; ignoring it", "actor", g.self.String(),
+				"request", r.RequestID, "type", protocol.TypeName(r.Response))
+			continue
+		}
+		g.recent.put(r.RequestID, resp)
+	}
 	return nil
 }
 
@@ -153,7 +207,7 @@ func (g *grain) receive(ctx actor.Context, env *protocol.Envelope) {
 		ctx.Respond(g.errorResponse(actors.Errorf(code, "%s cannot decode the message: %v", g.self.Kind, err)))
 		return
 	}
-	resp, effectful := g.handle(ctx, msg)
+	resp, effectful := g.handle(ctx, env.GetRequestId(), msg)
 	if effectful {
 		g.recent.put(env.GetRequestId(), resp)
 	}
@@ -165,8 +219,9 @@ func (g *grain) receive(ctx actor.Context, env *protocol.Envelope) {
 
 // handle steps the actor with msg and carries out the effects, write-ahead.
 // effectful reports whether the step changed anything (a retried duplicate
-// must then not step again).
-func (g *grain) handle(ctx actor.Context, msg protocol.Message) (resp *protocol.Response, effectful bool) {
+// must then not step again). A step that writes stores its response with
+// the write under requestID, so the dedupe outlives the activation.
+func (g *grain) handle(ctx actor.Context, requestID string, msg protocol.Message) (resp *protocol.Response, effectful bool) {
 	fired, isTimer := msg.(*protocol.TimerFired)
 	if isTimer {
 		if !g.h.timers.claim(g.key, fired.GetName(), fired.GetDueUnixNano()) {
@@ -200,6 +255,10 @@ func (g *grain) handle(ctx actor.Context, msg protocol.Message) (resp *protocol.
 			g.h.timers.apply(g.key, ops)
 			return g.errorResponse(err), true
 		}
+		// A refusal is an answer read from the state too (NOT_FOUND, ...).
+		if fenced := g.fence(ctx); fenced != nil {
+			return fenced, false
+		}
 		return g.errorResponse(err), false
 	}
 
@@ -210,9 +269,31 @@ func (g *grain) handle(ctx actor.Context, msg protocol.Message) (resp *protocol.
 		// durable.
 		ops = append([]persistence.TimerChange{{Name: fired.GetName(), Cancel: true}}, ops...)
 	}
+	// The response is known before anything leaves, so that a write can
+	// carry it.
+	resp = &protocol.Response{}
+	packed := true
+	if len(fx.Replies) > 0 {
+		// Replies after the first have no reader: a request has one answer.
+		a, err := protocol.Pack(fx.Replies[0])
+		if err != nil {
+			g.h.log.Error("cannot encode the actor's reply", "actor", g.self.String(),
+				"type", protocol.TypeName(fx.Replies[0]), "err", err)
+			resp, packed = g.errorResponse(actors.Errorf(protocol.ErrorCode_ERROR_CODE_INTERNAL, "%s reply cannot be encoded", g.self.Kind)), false
+		} else {
+			resp.Message = a
+		}
+	}
+
 	wrote := false
 	if len(fx.Events) > 0 || len(ops) > 0 {
 		w := &persistence.Write{Actor: g.key, FirstSeq: g.lastSeq + 1, Events: fx.Events, Timers: ops}
+		// Timer deliveries need no stored reply: nobody waits for it, and
+		// the same write consumes the timer, so it is not delivered again.
+		// Ids past the store's limit only get the in-memory window.
+		if !isTimer && requestID != "" && len(requestID) <= persistence.MaxRequestIDLen {
+			w.Reply = &persistence.Reply{RequestID: requestID, Response: resp}
+		}
 		n := len(fx.Events)
 		if n > 0 && g.sinceSnap+n >= g.h.cfg.SnapshotEvery {
 			state, err := g.stateAfter(fx.Events)
@@ -248,6 +329,14 @@ func (g *grain) handle(ctx actor.Context, msg protocol.Message) (resp *protocol.
 		}
 	}
 
+	if !wrote && (len(fx.Replies) > 0 || len(fx.Sends) > 0 || len(fx.Publications) > 0) {
+		// Nothing went through the log, so nothing proved this node still
+		// leads: confirm it before anything computed from the state leaves.
+		if fenced := g.fence(ctx); fenced != nil {
+			return fenced, false
+		}
+	}
+
 	// Durable: now the rest of the step may leave.
 	if len(ops) > 0 {
 		g.h.timers.apply(g.key, ops)
@@ -258,19 +347,31 @@ func (g *grain) handle(ctx actor.Context, msg protocol.Message) (resp *protocol.
 	if len(fx.Sends) > 0 {
 		g.h.deliverSends(g.self, fx.Sends)
 	}
-	resp = &protocol.Response{}
-	if len(fx.Replies) > 0 {
-		// Replies after the first have no reader: a request has one answer.
-		a, err := protocol.Pack(fx.Replies[0])
-		if err != nil {
-			g.h.log.Error("cannot encode the actor's reply", "actor", g.self.String(),
-				"type", protocol.TypeName(fx.Replies[0]), "err", err)
-			return g.errorResponse(actors.Errorf(protocol.ErrorCode_ERROR_CODE_INTERNAL, "%s reply cannot be encoded", g.self.Kind)), true
-		}
-		resp.Message = a
+	if packed {
+		g.kind.m.ok.Inc()
 	}
-	g.kind.m.ok.Inc()
 	return resp, wrote || len(fx.Sends) > 0 || len(fx.Publications) > 0
+}
+
+// fence confirms, when the journal can be deposed, that this activation
+// still runs on its partition's leader in the leadership its state was
+// loaded in. It returns nil if so (or if there is nothing to confirm), else
+// a NOT_LEADER answer, having stopped the activation: its state may be
+// stale, and the caller's retry reaches the new leader.
+func (g *grain) fence(ctx actor.Context) *protocol.Response {
+	if g.verifier == nil {
+		return nil
+	}
+	vctx, cancel := context.WithTimeout(context.Background(), g.h.cfg.RequestTimeout)
+	defer cancel()
+	err := g.verifier.VerifyLeader(vctx, g.epoch)
+	if err == nil {
+		return nil
+	}
+	g.h.log.Info("leadership not confirmed for a read; stopping the activation", "actor", g.self.String(), "err", err)
+	g.stop(ctx, stopFailed, false)
+	return g.errorResponse(actors.Errorf(protocol.ErrorCode_ERROR_CODE_NOT_LEADER,
+		"%s: this node is no longer its partition's leader", g.self))
 }
 
 func (g *grain) step(ctx actor.Context, msg protocol.Message) (fx *actors.Effects, err error) {
@@ -322,6 +423,14 @@ func (g *grain) commit(w *persistence.Write) error {
 func (g *grain) commitFailed(ctx actor.Context, err error) *protocol.Response {
 	g.h.log.Warn("journal commit failed; stopping the activation", "actor", g.self.String(), "err", err)
 	g.stop(ctx, stopFailed, false)
+	if isNotLeader(err) {
+		// Refused here, or proposed and then leadership was lost (outcome
+		// unknown): either way the caller retries with the same request id
+		// at the new leader, which answers from the stored reply if the
+		// write did commit, or steps afresh if it did not.
+		return g.errorResponse(actors.Errorf(protocol.ErrorCode_ERROR_CODE_NOT_LEADER,
+			"%s: leadership of its partition moved; the change may or may not have been made, retry", g.self))
+	}
 	return g.errorResponse(actors.Errorf(protocol.ErrorCode_ERROR_CODE_UNAVAILABLE,
 		"%s could not make the change durable; nothing was changed", g.self))
 }
@@ -412,15 +521,18 @@ func guard(f func() error) (err error) {
 
 // recentResponses remembers the answers to the last effectful requests of an
 // activation, by request id, so that a retried duplicate is answered without
-// stepping twice. It is per activation, in memory: it covers retries within
-// one request's budget, not replays across restarts.
+// stepping twice. It is in memory, per activation, but seeded on activation
+// from the replies the journal stores with each write (the last
+// persistence.MaxReplies), so retries of writing steps are answered across
+// passivation, restarts and leader changes; steps that only send or
+// publish are remembered by this activation alone.
 type recentResponses struct {
 	byID map[string]*protocol.Response
 	ring [recentSize]string
 	next int
 }
 
-const recentSize = 64
+const recentSize = persistence.MaxReplies
 
 func (r *recentResponses) get(id string) (*protocol.Response, bool) {
 	if id == "" || r.byID == nil {

@@ -36,11 +36,20 @@ import (
 	"github.com/wardhq/ward/protocol"
 )
 
-// Journal is what the host needs of actor storage; *persistence.Store
-// implements it.
+// Journal is what the host needs of actor storage; *persistence.Store and
+// *partition.Partition implement it.
+//
+// Load and Commit errors wrapping partition.ErrNotLeader (or ErrNotReady)
+// are answered with NOT_LEADER, which Host.call retries at the actor's new
+// placement. A journal that can be deposed should also implement
+// leaderVerifier (grain.go), which fences reads answered from memory.
 type Journal interface {
+	// Load returns the actor's journal, including its stored replies,
+	// which seed the activation's dedupe of retried requests.
 	Load(key persistence.ActorKey) (*persistence.Loaded, error)
-	// Commit returns once w is durable; an error means nothing was written.
+	// Commit returns once w is durable; an error means nothing was written,
+	// except one wrapping partition.ErrOutcomeUnknown (the write may yet
+	// apply; w.Reply then answers the retry).
 	Commit(ctx context.Context, w *persistence.Write) error
 	DueTimers(until time.Time, limit int) ([]persistence.Timer, error)
 }

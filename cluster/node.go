@@ -450,3 +450,20 @@ func splitAddr(addr string) (string, int) {
 	port, _ := strconv.Atoi(p)
 	return h, port
 }
+
+// LeaderEpoch and VerifyLeader forward the read fence (see grain.go) to
+// the local replica. A slot whose replica was closed or replaced answers
+// epoch 0 / not leader: an activation from before cannot be confirmed.
+func (s *slot) LeaderEpoch() uint64 {
+	if p := s.get(); p != nil {
+		return p.LeaderEpoch()
+	}
+	return 0
+}
+
+func (s *slot) VerifyLeader(ctx context.Context, epoch uint64) error {
+	if p := s.get(); p != nil {
+		return p.VerifyLeader(ctx, epoch)
+	}
+	return &partition.NotLeaderError{Partition: s.id}
+}

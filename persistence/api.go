@@ -33,7 +33,36 @@ type Write struct {
 	// Timers are applied in order after the events. Setting a timer name
 	// replaces any earlier due time of the same name.
 	Timers []TimerChange
+	// Reply, when set, is the answer of the step that produced this write.
+	// It is stored in the same batch, so it is durable exactly when the
+	// write is: a request retried after an unknown outcome (a leadership
+	// change mid-commit, a lost answer) finds it on whichever replica
+	// activates the actor next and is answered without stepping again.
+	// Each actor keeps its last MaxReplies replies; a write may carry a
+	// reply alone (no events, snapshot or timers).
+	Reply *Reply
 }
+
+// Reply is the stored answer to one request.
+type Reply struct {
+	// RequestID is the caller's request id: 1 to MaxRequestIDLen bytes.
+	RequestID string
+	// Response is the answer as sent (the cluster host stores its
+	// *protocol.Response).
+	Response protocol.Message
+}
+
+// Limits on stored replies.
+const (
+	// MaxReplies is how many replies an actor keeps: a write that adds one
+	// deletes the one MaxReplies older in the same batch. It matches the
+	// host's in-memory window of recent responses, which Loaded.Replies
+	// seeds.
+	MaxReplies = 64
+	// MaxRequestIDLen bounds a reply's request id; longer ids are refused
+	// with ErrInvalidWrite (they would bloat every stored reply).
+	MaxRequestIDLen = 128
+)
 
 // Snapshot is an actor's whole state as of event Seq.
 type Snapshot struct {
@@ -65,4 +94,7 @@ type Loaded struct {
 	// LastSeq is the sequence number of the last event (0 for a new actor);
 	// the next write's FirstSeq is LastSeq+1.
 	LastSeq uint64
+	// Replies are the actor's stored replies, oldest first: at most
+	// MaxReplies, those of its most recent writes that carried one.
+	Replies []Reply
 }

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -64,6 +65,16 @@ type encodedWrite struct {
 	eventVals [][]byte
 	snap      *encodedSnapshot
 	timers    []encodedTimer
+	reply     *encodedReply
+}
+
+// isEmpty reports whether the write has nothing to store.
+func (w *encodedWrite) isEmpty() bool {
+	return len(w.eventKeys) == 0 && w.snap == nil && len(w.timers) == 0 && w.reply == nil
+}
+
+type encodedReply struct {
+	value []byte // framed; the key is chosen by apply
 }
 
 type encodedSnapshot struct {
@@ -87,6 +98,11 @@ type encodedTimer struct {
 type actorSeqs struct {
 	last uint64 // last stored seq (events or snapshot)
 	snap uint64 // seq of the stored snapshot, 0 if none
+	// replies is the number of the actor's last stored reply (0 if none),
+	// valid when repliesKnown: read lazily, by the first write that
+	// carries a reply, so that writes without one pay nothing for it.
+	replies      uint64
+	repliesKnown bool
 }
 
 // timerState is a timer's stored due time as of the batch being built.
@@ -114,7 +130,7 @@ func (s *Store) Commit(ctx context.Context, w *Write) error {
 	if err != nil {
 		return err
 	}
-	if len(enc.eventKeys) == 0 && enc.snap == nil && len(enc.timers) == 0 {
+	if enc.isEmpty() {
 		return nil // nothing to make durable
 	}
 	r := &request{w: enc, done: make(chan error, 1), queued: start}
@@ -378,6 +394,13 @@ func (s *Store) plan(sp *journalSpace, bb *batchBuilder, w *encodedWrite) (plan,
 			return plan{}, fmt.Errorf("persistence: commit %s: snapshot at seq %d is older than the stored one at %d: %w", w.key, w.snap.seq, st.snap, ErrSeqConflict)
 		}
 	}
+	if w.reply != nil && !st.repliesKnown {
+		n, err := s.lastReply(sp, w)
+		if err != nil {
+			return plan{}, err
+		}
+		st.replies, st.repliesKnown = n, true
+	}
 	p := plan{seqs: st}
 	if len(w.timers) > 0 {
 		p.oldDues = make([]timerState, len(w.timers))
@@ -466,6 +489,29 @@ func (s *Store) actorSeqs(sp *journalSpace, bb *batchBuilder, w *encodedWrite) (
 	return st, nil
 }
 
+// lastReply reads the number of the actor's last stored reply, 0 if none.
+func (s *Store) lastReply(sp *journalSpace, w *encodedWrite) (uint64, error) {
+	prefix := replyPrefix(sp.ns, w.actor)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("persistence: commit %s: %w", w.key, err)
+	}
+	var n uint64
+	if it.Last() {
+		k := it.Key()
+		if len(k) != len(prefix)+8 {
+			err := fmt.Errorf("persistence: commit %s: reply key %x is %d bytes, want %d: %w", w.key, k, len(k), len(prefix)+8, ErrCorrupt)
+			_ = it.Close()
+			return 0, err
+		}
+		n = binary.BigEndian.Uint64(k[len(prefix):])
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, fmt.Errorf("persistence: commit %s: find last reply: %w", w.key, pebbleErr(err))
+	}
+	return n, nil
+}
+
 // apply adds a planned write to the batch and records its effect in bb.
 func (s *Store) apply(sp *journalSpace, bb *batchBuilder, b *pebble.Batch, w *encodedWrite, p plan) error {
 	st := p.seqs
@@ -523,6 +569,21 @@ func (s *Store) apply(sp *journalSpace, bb *batchBuilder, b *pebble.Batch, w *en
 			return fmt.Errorf("persistence: commit %s: batch timer %q: %w", w.key, t.name, err)
 		}
 	}
-	bb.pending[w.actorStr] = actorSeqs{last: newLast, snap: newSnap}
+	replies := st.replies
+	if w.reply != nil {
+		replies++
+		if err := b.Set(replyKey(sp.ns, w.actor, replies), w.reply.value, nil); err != nil {
+			return fmt.Errorf("persistence: commit %s: batch reply: %w", w.key, err)
+		}
+		// One reply in, the one MaxReplies older out: the actor never holds
+		// more than MaxReplies, and the key to delete follows from the
+		// count alone, the same on every replica.
+		if replies > MaxReplies {
+			if err := b.Delete(replyKey(sp.ns, w.actor, replies-MaxReplies), nil); err != nil {
+				return fmt.Errorf("persistence: commit %s: batch prune reply: %w", w.key, err)
+			}
+		}
+	}
+	bb.pending[w.actorStr] = actorSeqs{last: newLast, snap: newSnap, replies: replies, repliesKnown: st.repliesKnown}
 	return nil
 }

@@ -16,6 +16,7 @@
 //	snapshot        ns | 's' | actor                           seq(8) | state (protocol.Marshal)
 //	timer           ns | 't' | actor | str(name)               due(8)
 //	timer due index ns | 'd' | due(8) | actor | str(name)      payload (protocol.Marshal) or empty
+//	reply           ns | 'r' | actor | n(8)                    str(request id) | response (protocol.Marshal)
 //	applied index   ns | 'A'   (replicated namespaces only)    index(8) of the last applied Raft entry
 //
 // where
@@ -32,6 +33,14 @@
 // The timer family is the primary record (one per actor and timer name) and
 // tells a replacement or cancellation which due-index entry to delete; the due
 // index makes DueTimers a single range scan in due order.
+//
+// Replies are numbered per actor from 1 over its whole life (n is the
+// actor's reply count, kept by the validation cache like its sequence
+// numbers): a write that carries one stores it at n = last+1 and deletes
+// n-MaxReplies in the same batch, so an actor holds its last MaxReplies
+// replies, Load reads them with one prefix scan in order, and every replica,
+// applying the same writes to the same state, uses the same keys. Snapshots
+// do not touch them: replies answer requests, not state.
 //
 // # Namespaces
 //

@@ -19,6 +19,7 @@ const (
 	famSnapshot byte = 's'
 	famTimer    byte = 't'
 	famDue      byte = 'd'
+	famReply    byte = 'r'
 )
 
 const (
@@ -70,6 +71,17 @@ func eventKey(ns uint32, actor []byte, seq uint64) []byte {
 
 func snapshotKey(ns uint32, actor []byte) []byte {
 	return append(familyPrefix(ns, famSnapshot), actor...)
+}
+
+// replyPrefix is the common prefix of all of one actor's reply keys.
+func replyPrefix(ns uint32, actor []byte) []byte {
+	return append(familyPrefix(ns, famReply), actor...)
+}
+
+// replyKey is the key of the actor's n-th stored reply (n counts from 1 over
+// the actor's whole life, so key order is reply order).
+func replyKey(ns uint32, actor []byte, n uint64) []byte {
+	return binary.BigEndian.AppendUint64(replyPrefix(ns, actor), n)
 }
 
 func timerKey(ns uint32, actor []byte, name string) []byte {

@@ -43,7 +43,7 @@ const (
 // knownFamily reports whether fam is a family a namespace may hold.
 func knownFamily(fam byte) bool {
 	switch fam {
-	case famEvent, famSnapshot, famTimer, famDue, famApplied:
+	case famEvent, famSnapshot, famTimer, famDue, famApplied, famReply:
 		return true
 	}
 	return false

@@ -265,7 +265,37 @@ func marshalWrite(op string, w *Write) (*protocol.JournalWrite, error) {
 		}
 		jw.Timers[i] = jt
 	}
+	if r := w.Reply; r != nil {
+		if err := validRequestID(r.RequestID); err != nil {
+			return fail("reply: %w", err)
+		}
+		if r.Response == nil {
+			return fail("reply to %q has no response: %w", r.RequestID, ErrInvalidWrite)
+		}
+		b, err := protocol.Marshal(r.Response)
+		if err != nil {
+			return fail("reply to %q: %w", r.RequestID, err)
+		}
+		jw.Reply = &protocol.JournalReply{RequestId: []byte(r.RequestID), Response: b}
+	}
 	return jw, nil
+}
+
+// validRequestID checks a reply's request id: ids are keys of the host's
+// dedupe window, so an empty one means "no dedupe" and has nothing to store.
+func validRequestID(id string) error {
+	if id == "" {
+		return fmt.Errorf("empty request id: %w", ErrInvalidWrite)
+	}
+	if len(id) > MaxRequestIDLen {
+		return fmt.Errorf("request id is %d bytes, limit %d: %w", len(id), MaxRequestIDLen, ErrInvalidWrite)
+	}
+	return nil
+}
+
+// isEmpty reports whether a write has nothing to store.
+func isEmpty(jw *protocol.JournalWrite) bool {
+	return len(jw.GetEvents()) == 0 && jw.GetSnapshot() == nil && len(jw.GetTimers()) == 0 && jw.GetReply() == nil
 }
 
 // validSeqs checks the sequence numbers of n events starting at first.
@@ -375,6 +405,14 @@ func encodeReplicated(ns uint32, jw *protocol.JournalWrite) (encodedWrite, error
 			}
 		}
 	}
+	if r := jw.GetReply(); r != nil {
+		if err := validRequestID(string(r.GetRequestId())); err != nil {
+			return fail("reply: %w", err)
+		}
+		if err := validAny(r.GetResponse()); err != nil {
+			return fail("reply to %q: %w: %w", r.GetRequestId(), ErrInvalidWrite, err)
+		}
+	}
 	return layoutWrite(ns, jw), nil
 }
 
@@ -408,6 +446,11 @@ func layoutWrite(ns uint32, jw *protocol.JournalWrite) encodedWrite {
 			t.dueValue = frame(jt.GetPayload())
 		}
 		enc.timers[i] = t
+	}
+	if r := jw.GetReply(); r != nil {
+		// The key depends on the actor's reply count, known only when the
+		// write is validated against the journal (see apply).
+		enc.reply = &encodedReply{value: replyValue(r.GetRequestId(), r.GetResponse())}
 	}
 	return enc
 }
@@ -478,7 +521,7 @@ func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protoc
 			rejected++
 			continue
 		}
-		if len(enc.eventKeys) == 0 && enc.snap == nil && len(enc.timers) == 0 {
+		if enc.isEmpty() {
 			continue // nothing to store, as in Commit
 		}
 		p, err := s.plan(&rs.sp, bb, &enc)

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -403,6 +405,48 @@ func (s *Store) load(ns uint32, key ActorKey) (*Loaded, error) {
 		return nil, fmt.Errorf("persistence: load %s: iterate events: %w", key, pebbleErr(err))
 	}
 	out.LastSeq = next - 1
+	if out.Replies, err = loadReplies(view, ns, actor, key); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadReplies reads the actor's stored replies, oldest first, from the same
+// pebble snapshot as its journal. Should more than MaxReplies be stored (a
+// store written with a larger bound), only the newest MaxReplies are
+// returned.
+func loadReplies(view *pebble.Snapshot, ns uint32, actor []byte, key ActorKey) ([]Reply, error) {
+	prefix := replyPrefix(ns, actor)
+	it, err := view.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("persistence: load %s: %w", key, err)
+	}
+	defer it.Close()
+	var out []Reply
+	for ok := it.Last(); ok && len(out) < MaxReplies; ok = it.Prev() {
+		k := it.Key()
+		if len(k) != len(prefix)+8 {
+			return nil, fmt.Errorf("persistence: load %s: reply key of %d bytes, want %d: %w", key, len(k), len(prefix)+8, ErrCorrupt)
+		}
+		what := fmt.Sprintf("reply %s #%d", key, binary.BigEndian.Uint64(k[len(prefix):]))
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("persistence: %s: read: %w", what, pebbleErr(err))
+		}
+		id, resp, err := decodeReplyValue(v, what)
+		if err != nil {
+			return nil, err
+		}
+		m, err := protocol.Unmarshal(resp)
+		if err != nil {
+			return nil, fmt.Errorf("persistence: %s: decode response: %w", what, err)
+		}
+		out = append(out, Reply{RequestID: id, Response: m})
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("persistence: load %s: iterate replies: %w", key, pebbleErr(err))
+	}
+	slices.Reverse(out)
 	return out, nil
 }
 

@@ -68,3 +68,23 @@ func decodeTimerValue(v []byte, what string) (int64, error) {
 	}
 	return dueFromBits(binary.BigEndian.Uint64(p)), nil
 }
+
+// replyValue is the payload of a reply key: str(request id) then the
+// response as protocol.Marshal bytes.
+func replyValue(requestID, response []byte) []byte {
+	p := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(requestID)+len(response)), uint64(len(requestID)))
+	p = append(p, requestID...)
+	return frame(append(p, response...))
+}
+
+func decodeReplyValue(v []byte, what string) (requestID string, response []byte, err error) {
+	p, err := unframe(v, what)
+	if err != nil {
+		return "", nil, err
+	}
+	n, w := binary.Uvarint(p)
+	if w <= 0 || n == 0 || n > MaxRequestIDLen || n > uint64(len(p)-w) {
+		return "", nil, fmt.Errorf("persistence: %s: malformed request id: %w", what, ErrCorrupt)
+	}
+	return string(p[w : w+int(n)]), p[w+int(n):], nil
+}

@@ -79,13 +79,17 @@ func (x *JournalBatch) GetWrites() []*JournalWrite {
 // payloads are protocol.Marshal bytes (an Any): replicas store them without
 // decoding, so a replica need not know every message type to apply a write.
 type JournalWrite struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          []byte                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Id            []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	FirstSeq      uint64                 `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
-	Events        [][]byte               `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
-	Snapshot      *JournalSnapshot       `protobuf:"bytes,5,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	Timers        []*JournalTimer        `protobuf:"bytes,6,rep,name=timers,proto3" json:"timers,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Kind     []byte                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id       []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	FirstSeq uint64                 `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	Events   [][]byte               `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	Snapshot *JournalSnapshot       `protobuf:"bytes,5,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Timers   []*JournalTimer        `protobuf:"bytes,6,rep,name=timers,proto3" json:"timers,omitempty"`
+	// reply is the answer of the step that produced this write, stored with
+	// it so that a retried request (same request id, possibly at a new
+	// leader) is answered without stepping the actor again.
+	Reply         *JournalReply `protobuf:"bytes,7,opt,name=reply,proto3" json:"reply,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +166,68 @@ func (x *JournalWrite) GetTimers() []*JournalTimer {
 	return nil
 }
 
+func (x *JournalWrite) GetReply() *JournalReply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+// JournalReply is persistence.Reply in its replicated form. request_id is
+// bytes for the same reason as kind and id; response is protocol.Marshal
+// bytes (an Any), stored without decoding.
+type JournalReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     []byte                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Response      []byte                 `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalReply) Reset() {
+	*x = JournalReply{}
+	mi := &file_partition_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalReply) ProtoMessage() {}
+
+func (x *JournalReply) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalReply.ProtoReflect.Descriptor instead.
+func (*JournalReply) Descriptor() ([]byte, []int) {
+	return file_partition_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *JournalReply) GetRequestId() []byte {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+func (x *JournalReply) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 type JournalSnapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -172,7 +238,7 @@ type JournalSnapshot struct {
 
 func (x *JournalSnapshot) Reset() {
 	*x = JournalSnapshot{}
-	mi := &file_partition_proto_msgTypes[2]
+	mi := &file_partition_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +250,7 @@ func (x *JournalSnapshot) String() string {
 func (*JournalSnapshot) ProtoMessage() {}
 
 func (x *JournalSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_partition_proto_msgTypes[2]
+	mi := &file_partition_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +263,7 @@ func (x *JournalSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSnapshot.ProtoReflect.Descriptor instead.
 func (*JournalSnapshot) Descriptor() ([]byte, []int) {
-	return file_partition_proto_rawDescGZIP(), []int{2}
+	return file_partition_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *JournalSnapshot) GetSeq() uint64 {
@@ -227,7 +293,7 @@ type JournalTimer struct {
 
 func (x *JournalTimer) Reset() {
 	*x = JournalTimer{}
-	mi := &file_partition_proto_msgTypes[3]
+	mi := &file_partition_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +305,7 @@ func (x *JournalTimer) String() string {
 func (*JournalTimer) ProtoMessage() {}
 
 func (x *JournalTimer) ProtoReflect() protoreflect.Message {
-	mi := &file_partition_proto_msgTypes[3]
+	mi := &file_partition_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +318,7 @@ func (x *JournalTimer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTimer.ProtoReflect.Descriptor instead.
 func (*JournalTimer) Descriptor() ([]byte, []int) {
-	return file_partition_proto_rawDescGZIP(), []int{3}
+	return file_partition_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JournalTimer) GetName() []byte {
@@ -289,14 +355,19 @@ const file_partition_proto_rawDesc = "" +
 	"\n" +
 	"\x0fpartition.proto\x12\rward.protocol\"C\n" +
 	"\fJournalBatch\x123\n" +
-	"\x06writes\x18\x01 \x03(\v2\x1b.ward.protocol.JournalWriteR\x06writes\"\xd8\x01\n" +
+	"\x06writes\x18\x01 \x03(\v2\x1b.ward.protocol.JournalWriteR\x06writes\"\x8b\x02\n" +
 	"\fJournalWrite\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\fR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x1b\n" +
 	"\tfirst_seq\x18\x03 \x01(\x04R\bfirstSeq\x12\x16\n" +
 	"\x06events\x18\x04 \x03(\fR\x06events\x12:\n" +
 	"\bsnapshot\x18\x05 \x01(\v2\x1e.ward.protocol.JournalSnapshotR\bsnapshot\x123\n" +
-	"\x06timers\x18\x06 \x03(\v2\x1b.ward.protocol.JournalTimerR\x06timers\"9\n" +
+	"\x06timers\x18\x06 \x03(\v2\x1b.ward.protocol.JournalTimerR\x06timers\x121\n" +
+	"\x05reply\x18\a \x01(\v2\x1b.ward.protocol.JournalReplyR\x05reply\"I\n" +
+	"\fJournalReply\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\fR\trequestId\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\fR\bresponse\"9\n" +
 	"\x0fJournalSnapshot\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\"x\n" +
@@ -318,22 +389,24 @@ func file_partition_proto_rawDescGZIP() []byte {
 	return file_partition_proto_rawDescData
 }
 
-var file_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_partition_proto_goTypes = []any{
 	(*JournalBatch)(nil),    // 0: ward.protocol.JournalBatch
 	(*JournalWrite)(nil),    // 1: ward.protocol.JournalWrite
-	(*JournalSnapshot)(nil), // 2: ward.protocol.JournalSnapshot
-	(*JournalTimer)(nil),    // 3: ward.protocol.JournalTimer
+	(*JournalReply)(nil),    // 2: ward.protocol.JournalReply
+	(*JournalSnapshot)(nil), // 3: ward.protocol.JournalSnapshot
+	(*JournalTimer)(nil),    // 4: ward.protocol.JournalTimer
 }
 var file_partition_proto_depIdxs = []int32{
 	1, // 0: ward.protocol.JournalBatch.writes:type_name -> ward.protocol.JournalWrite
-	2, // 1: ward.protocol.JournalWrite.snapshot:type_name -> ward.protocol.JournalSnapshot
-	3, // 2: ward.protocol.JournalWrite.timers:type_name -> ward.protocol.JournalTimer
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 1: ward.protocol.JournalWrite.snapshot:type_name -> ward.protocol.JournalSnapshot
+	4, // 2: ward.protocol.JournalWrite.timers:type_name -> ward.protocol.JournalTimer
+	2, // 3: ward.protocol.JournalWrite.reply:type_name -> ward.protocol.JournalReply
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_partition_proto_init() }
@@ -347,7 +420,7 @@ func file_partition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partition_proto_rawDesc), len(file_partition_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -49,7 +49,7 @@ func (p *Partition) Commit(ctx context.Context, w *persistence.Write) error {
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p.id, err)
 	}
-	if len(jw.Events) == 0 && jw.Snapshot == nil && len(jw.Timers) == 0 {
+	if len(jw.Events) == 0 && jw.Snapshot == nil && len(jw.Timers) == 0 && jw.Reply == nil {
 		return nil // nothing to make durable, as persistence.Store.Commit
 	}
 	if err := p.fsm.failed.Load(); err != nil {
@@ -266,6 +266,10 @@ func (p *Partition) mapApplyErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader):
 		// Refused before entering the log.
 		return p.notLeader()
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Also refused before entering the log: this leader is handing
+		// over, so the write belongs at the next one.
+		return fmt.Errorf("%w (%w)", p.notLeader(), err)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("raft apply queue full for %s: %w", p.applyTimeout, err)
 	case errors.Is(err, raft.ErrLeadershipLost):

@@ -24,7 +24,8 @@
 //
 // A Commit on a node that is not the leader fails with a *NotLeaderError
 // (errors.Is(err, ErrNotLeader)) naming the leader when known: nothing was
-// proposed. If leadership is lost while the entry is in flight the outcome is
+// proposed. So does one refused by raft because a leadership transfer is
+// under way. If leadership is lost while the entry is in flight the outcome is
 // unknown (the entry may still commit under the next leader): the error
 // wraps both ErrOutcomeUnknown and ErrNotLeader. The caller must then drop
 // its activation and reload from the new leader; the sequence check fences
@@ -45,6 +46,13 @@
 // still serve a Load of old state. That cannot corrupt an actor: its next
 // write carries a FirstSeq the new leader's state has moved past, and the
 // state machine refuses it with ErrSeqConflict on every replica.
+//
+// It could, however, answer a read from that old state. VerifyLeader fences
+// such reads: it confirms leadership with a quorum round (raft.VerifyLeader)
+// started after the call, in the same leadership (LeaderEpoch) the caller
+// loaded its state in. Concurrent callers share one round: a caller waits
+// for the next round to start rather than joining one under way, so the
+// cost is one quorum round trip per read burst, not per read.
 //
 // # Apply and restart
 //

@@ -121,6 +121,9 @@ type Partition struct {
 	onLeadership   func(bool)
 
 	ready atomic.Bool // leader and barrier done in this leadership
+	// readyTerm is the raft term of the leadership ready is about, 0 when
+	// not ready; see LeaderEpoch. Set before ready, cleared after it.
+	readyTerm atomic.Uint64
 
 	// mu guards the commit queue and closing.
 	mu       sync.Mutex
@@ -135,6 +138,11 @@ type Partition struct {
 	timer      *time.Timer // owned by the proposer
 	lastBatch  atomic.Int64
 	proposed   chan proposal // proposer -> waiter, in proposal order
+	// Batched leadership verification (see VerifyLeader), guarded by mu:
+	// whether a verifier goroutine runs, and the round that starts after
+	// the current one, which every caller arriving meanwhile joins.
+	verifying  bool
+	verifyNext *verifyRound
 
 	stop      chan struct{}
 	raftDown  chan struct{} // closed once raft.Shutdown has returned; see waitFuture
@@ -143,7 +151,7 @@ type Partition struct {
 	closeErr  error
 
 	stats struct {
-		entries, writes atomic.Uint64
+		entries, writes, verifies atomic.Uint64
 	}
 }
 
@@ -304,6 +312,110 @@ func (p *Partition) DueTimers(until time.Time, limit int) ([]persistence.Timer, 
 	return p.view.DueTimers(until, limit)
 }
 
+// LeaderEpoch identifies this node's current serving leadership of the
+// partition: the raft term in which it became a ready leader, or 0 when it
+// is not one. An activation reads it before its Load and hands it to
+// VerifyLeader: the verification then also fails if leadership was lost
+// and won back in between (the activation's state may have missed writes
+// of another leader's term).
+func (p *Partition) LeaderEpoch() uint64 {
+	t := p.readyTerm.Load()
+	if !p.ready.Load() {
+		return 0
+	}
+	return t
+}
+
+// verifyRound is one raft leadership verification and the callers it
+// answers.
+type verifyRound struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// VerifyLeader confirms that this node is still the partition's leader, in
+// the leadership epoch (from LeaderEpoch) the caller's state was loaded in,
+// by a round of heartbeats to a quorum (raft.VerifyLeader) that starts
+// after the call. A node that has been deposed without noticing yet would
+// otherwise serve reads from its own, possibly stale, state until its lease
+// runs out.
+//
+// Verifications are batched: one runs at a time, and every caller arriving
+// while it runs waits for the next one, which then answers all of them at
+// the cost of one. A caller never joins a verification already under way:
+// that one may have confirmed leadership before the caller's read.
+//
+// The error wraps ErrNotLeader when leadership is not confirmed, ErrClosed
+// when the partition closes, or ctx's error.
+func (p *Partition) VerifyLeader(ctx context.Context, epoch uint64) error {
+	if epoch == 0 || p.LeaderEpoch() != epoch {
+		return fmt.Errorf("partition %d: verify leadership: %w", p.id, p.notLeader())
+	}
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return fmt.Errorf("partition %d: verify leadership: %w", p.id, ErrClosed)
+	}
+	var r *verifyRound
+	if p.verifying {
+		if p.verifyNext == nil {
+			p.verifyNext = &verifyRound{done: make(chan struct{})}
+		}
+		r = p.verifyNext
+	} else {
+		r = &verifyRound{done: make(chan struct{})}
+		p.verifying = true
+		// Added under mu while not closing, so Close's wg.Wait sees it.
+		p.wg.Add(1)
+		go p.verifyLoop(r)
+	}
+	p.mu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return fmt.Errorf("partition %d: verify leadership: %w", p.id, ctx.Err())
+	}
+	if r.err != nil {
+		return r.err
+	}
+	// Confirmed as leader in some term at or after the call; the same term
+	// as epoch means the same, unbroken leadership (a node leads at most
+	// once per term).
+	if p.raft.CurrentTerm() != epoch || p.LeaderEpoch() != epoch {
+		return fmt.Errorf("partition %d: verify leadership: leadership changed since epoch %d: %w", p.id, epoch, p.notLeader())
+	}
+	return nil
+}
+
+// verifyLoop runs verification rounds back to back, starting with r, while
+// callers keep joining the next one.
+func (p *Partition) verifyLoop(r *verifyRound) {
+	defer p.wg.Done()
+	for r != nil {
+		p.stats.verifies.Add(1)
+		if err := p.waitFuture(p.raft.VerifyLeader()); err != nil {
+			r.err = fmt.Errorf("partition %d: verify leadership: %w", p.id, p.mapVerifyErr(err))
+		}
+		close(r.done)
+		p.mu.Lock()
+		r, p.verifyNext = p.verifyNext, nil
+		if r == nil {
+			p.verifying = false
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *Partition) mapVerifyErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w (%w)", p.notLeader(), err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w (%w)", ErrClosed, err)
+	}
+	return err
+}
+
 // watchLeadership turns raft's leadership signal into the ready flag and
 // OnLeadership calls.
 func (p *Partition) watchLeadership() {
@@ -324,12 +436,14 @@ func (p *Partition) watchLeadership() {
 		select {
 		case <-p.stop:
 			p.ready.Store(false)
+			p.readyTerm.Store(0)
 			notify(false)
 			return
 		case isLeader := <-leaderCh:
 			// Any change starts a new leadership (or ends one): the new term
 			// needs its own barrier before reads are served.
 			p.ready.Store(false)
+			p.readyTerm.Store(0)
 			if !isLeader {
 				notify(false)
 				continue
@@ -351,6 +465,7 @@ func (p *Partition) watchLeadership() {
 			// Only ready if nothing changed meanwhile; a pending value on
 			// leaderCh means a newer leadership that needs its own barrier.
 			if p.raft.State() == raft.Leader && len(leaderCh) == 0 {
+				p.readyTerm.Store(p.raft.CurrentTerm())
 				p.ready.Store(true)
 				notify(true)
 			}
@@ -428,6 +543,9 @@ type Stats struct {
 	// and the writes they carried: Writes/Entries is the mean batch size.
 	Entries uint64
 	Writes  uint64
+	// Verifications counts the raft leadership verifications VerifyLeader
+	// ran; concurrent callers share one.
+	Verifications uint64
 	// SkippedEntries counts entries this replica found already applied
 	// (replayed after a restart) and skipped.
 	SkippedEntries uint64
@@ -447,6 +565,7 @@ func (p *Partition) Stats() (Stats, error) {
 		AppliedIndex:   p.raft.AppliedIndex(),
 		Entries:        p.stats.entries.Load(),
 		Writes:         p.stats.writes.Load(),
+		Verifications:  p.stats.verifies.Load(),
 		SkippedEntries: p.fsm.skipped.Load(),
 	}
 	idx, err := p.view.AppliedIndex()

@@ -31,12 +31,12 @@ import (
 )
 
 type tnode struct {
-	name                    string
-	dir                     string
+	name                     string
+	dir                      string
 	gossip, raft, http, quic string
-	cmd                     *exec.Cmd
-	log                     *os.File
-	done                    chan error
+	cmd                      *exec.Cmd
+	log                      *os.File
+	done                     chan error
 }
 
 type tcluster struct {

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wardhq/ward/actors/register"
+	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/placement"
+	"github.com/wardhq/ward/edge/registers"
+	"github.com/wardhq/ward/simulation/linearizability"
+)
+
+// leaderOf returns the status's leader of partition p.
+func leaderOf(st *cluster.Status, p int) string {
+	for _, ps := range st.Partitions {
+		if ps.ID == p {
+			return ps.Leader
+		}
+	}
+	return ""
+}
+
+// TestClusterLeaderKillUnderLoad: SIGKILL the leader of a busy partition
+// during a write load. No acknowledged write is lost, writes resume, and
+// the time from the kill to the first acknowledged write on that partition
+// is measured.
+func TestClusterLeaderKillUnderLoad(t *testing.T) {
+	c := newTestCluster(t)
+	c.formThree()
+	const P = cluster.DefaultPartitions
+	// Registers on one busy partition, and some elsewhere.
+	busy := placement.PartitionOf(register.KindName, "busy-0", P)
+	var ids []string
+	for i := 0; len(ids) < 24; i++ {
+		id := fmt.Sprintf("busy-%d", i)
+		if placement.PartitionOf(register.KindName, id, P) == busy || i%4 == 0 {
+			ids = append(ids, id)
+		}
+	}
+	st, err := c.status("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := leaderOf(st, busy)
+	var live []string
+	for _, n := range c.names() {
+		if n != victim {
+			live = append(live, n)
+		}
+	}
+	t.Logf("partition %d is led by %s; writing through %v", busy, victim, live)
+
+	type acked struct {
+		v      registers.Value
+		unsure bool // a write after this ack had an unknown outcome
+	}
+	var (
+		mu        sync.Mutex
+		last      = map[string]acked{}
+		killedAt  atomic.Int64
+		recovered atomic.Int64
+		acks      atomic.Int64
+		failures  atomic.Int64
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+	)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := ids[(w*7+seq)%len(ids)]
+				val := fmt.Sprintf("w%d-%d", w, seq)
+				v, err := c.put(live[seq%len(live)], id, val)
+				mu.Lock()
+				if err != nil {
+					a := last[id]
+					a.unsure = true
+					last[id] = a
+					failures.Add(1)
+				} else {
+					if a := last[id]; v.Version > a.v.Version {
+						last[id] = acked{v: v}
+					}
+					acks.Add(1)
+					if k := killedAt.Load(); k != 0 && placement.PartitionOf(register.KindName, id, P) == busy && recovered.Load() == 0 {
+						recovered.Store(time.Now().UnixNano())
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	before := acks.Load()
+	c.kill(victim)
+	killedAt.Store(time.Now().UnixNano())
+	deadline := time.Now().Add(20 * time.Second)
+	for recovered.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	if recovered.Load() == 0 {
+		t.Fatalf("no write on partition %d acknowledged within 20s of killing its leader", busy)
+	}
+	failover := time.Duration(recovered.Load() - killedAt.Load())
+	t.Logf("FAILOVER: SIGKILL of %s (leader of partition %d) -> first acknowledged write on it: %s (acks before kill %d, total %d, failed %d)",
+		victim, busy, failover.Round(time.Millisecond), before, acks.Load(), failures.Load())
+
+	// Bring the victim back; every acknowledged write is there, read from
+	// every node.
+	c.start(victim)
+	c.waitStatus(live[0], 60*time.Second, "victim rejoins", healthy("n1", "n2", "n3"))
+	for _, via := range c.names() {
+		for id, a := range last {
+			got, err := c.get(via, id)
+			if err != nil {
+				t.Fatalf("get %s via %s: %v", id, via, err)
+			}
+			if got.Version < a.v.Version || got.Version == a.v.Version && got.Value != a.v.Value {
+				t.Fatalf("acknowledged write lost: %s is %+v via %s, acknowledged %+v", id, got, via, a.v)
+			}
+			if !a.unsure && got != a.v {
+				t.Fatalf("%s is %+v via %s, last write %+v was acknowledged and none after it failed", id, got, via, a.v)
+			}
+		}
+	}
+}
+
+// TestClusterLinearizable: clients put, get and compare-and-set a few
+// registers through random nodes while nodes are SIGKILLed and restarted;
+// porcupine checks the history is linearizable.
+func TestClusterLinearizable(t *testing.T) {
+	c := newTestCluster(t)
+	c.formThree()
+	keys := []string{"lin-a", "lin-b", "lin-c", "lin-d"}
+	var (
+		rec   linearizability.Recorder
+		down  sync.Map // node name -> true while killed
+		stop  = make(chan struct{})
+		wg    sync.WaitGroup
+		total atomic.Int64
+	)
+	for client := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(client), 7))
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				names := c.names()
+				via := names[rng.IntN(len(names))]
+				if _, isDown := down.Load(via); isDown {
+					continue
+				}
+				key := keys[rng.IntN(len(keys))]
+				val := fmt.Sprintf("c%d-%d", client, seq)
+				total.Add(1)
+				switch r := rng.IntN(10); {
+				case r < 4:
+					id := rec.Start(client, linearizability.Op{Kind: linearizability.Get, Key: key})
+					v, err := c.get(via, key)
+					if err != nil {
+						rec.Finish(id, linearizability.Result{Unknown: true})
+						continue
+					}
+					rec.Finish(id, linearizability.Result{Value: v.Value, Version: v.Version, OK: true})
+				case r < 8:
+					id := rec.Start(client, linearizability.Op{Kind: linearizability.Put, Key: key, Value: val})
+					v, err := c.put(via, key, val)
+					if err != nil {
+						rec.Finish(id, linearizability.Result{Unknown: true})
+						continue
+					}
+					rec.Finish(id, linearizability.Result{Value: v.Value, Version: v.Version, OK: true})
+				default:
+					// CAS against a version read just before (the read is
+					// recorded too).
+					gid := rec.Start(client, linearizability.Op{Kind: linearizability.Get, Key: key})
+					cur, err := c.get(via, key)
+					if err != nil {
+						rec.Finish(gid, linearizability.Result{Unknown: true})
+						continue
+					}
+					rec.Finish(gid, linearizability.Result{Value: cur.Value, Version: cur.Version, OK: true})
+					id := rec.Start(client, linearizability.Op{Kind: linearizability.CAS, Key: key, Value: val, ExpectVersion: cur.Version})
+					code, b, err := c.do(via, http.MethodPost, "/v1/registers/"+key+"/cas", map[string]any{"expect_version": cur.Version, "value": val})
+					switch {
+					case err == nil && code == http.StatusConflict:
+						rec.Finish(id, linearizability.Result{OK: false})
+					case err == nil && code == http.StatusOK:
+						v, err := decodeValue(code, b, nil)
+						if err != nil {
+							rec.Finish(id, linearizability.Result{Unknown: true})
+							continue
+						}
+						rec.Finish(id, linearizability.Result{Value: v.Value, Version: v.Version, OK: true})
+					default:
+						rec.Finish(id, linearizability.Result{Unknown: true})
+					}
+				}
+			}
+		}()
+	}
+	// Faults: kill a node, bring it back, kill another, bring it back.
+	for _, victim := range []string{"n1", "n2"} {
+		time.Sleep(1500 * time.Millisecond)
+		down.Store(victim, true)
+		c.kill(victim)
+		time.Sleep(2 * time.Second)
+		c.start(victim)
+		c.waitStatus("n3", 60*time.Second, victim+" back", healthy("n1", "n2", "n3"))
+		down.Delete(victim)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	res, err := rec.Check(2 * time.Minute)
+	t.Logf("porcupine: %d operations (%d attempted), result %v", rec.Len(), total.Load(), res)
+	if err != nil {
+		path := filepath.Join(t.TempDir(), "history.html")
+		_ = rec.Visualize(path)
+		if errors.Is(err, linearizability.ErrCheckTimedOut) {
+			t.Fatalf("linearizability check timed out: %v", err)
+		}
+		t.Fatalf("history is not linearizable: %v (visualization: %s)", err, path)
+	}
+}

@@ -93,7 +93,8 @@ type Node struct {
 	gossp       *membership.Provider
 	incarnation string
 
-	slots []*slot
+	slots     []*slot
+	collector *nodeCollector
 
 	mu        sync.Mutex
 	member    string // this host's member id once started
@@ -245,6 +246,12 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 	if err := n.checkPeersPartitions(); err != nil {
 		return nil, err
 	}
+	if reg := cfg.Host.Registerer; reg != nil {
+		n.collector = newNodeCollector(n)
+		if err := reg.Register(n.collector); err != nil {
+			return nil, fmt.Errorf("cluster: register node metrics: %w", err)
+		}
+	}
 
 	n.wg.Add(3)
 	go n.formLoop()
@@ -329,6 +336,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 	n.stopped.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		if n.collector != nil {
+			n.cfg.Host.Registerer.Unregister(n.collector)
+		}
 		if n.Host != nil {
 			errs = append(errs, n.Host.Stop(ctx)) // also shuts gossip down (the provider)
 		} else if n.gossp != nil {

@@ -93,7 +93,7 @@ func TestDevServesOpsEndpointsAndShutsDownCleanly(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}
-	for _, name := range []string{"ward_persist_batch_writes", "ward_persist_commit_seconds", "ward_cluster_activations_total", "ward_cluster_messages_total", "ward_partition_commit_seconds"} {
+	for _, name := range []string{"ward_persist_batch_writes", "ward_persist_commit_seconds", "ward_cluster_activations_total", "ward_cluster_messages_total", "ward_partition_commit_seconds", "ward_partition_leader", "ward_partition_commit_index", "ward_partition_apply_lag", "ward_membership_members", "ward_meta_leader", "ward_meta_apply_lag", "ward_placement_known_leaders", "ward_placement_local_leaders"} {
 		if !strings.Contains(body, name) {
 			t.Errorf("metrics lack %s", name)
 		}

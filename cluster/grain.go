@@ -295,7 +295,7 @@ func (g *grain) handle(ctx actor.Context, requestID string, msg protocol.Message
 			w.Reply = &persistence.Reply{RequestID: requestID, Response: resp}
 		}
 		n := len(fx.Events)
-		if n > 0 && g.sinceSnap+n >= g.h.cfg.SnapshotEvery {
+		if n > 0 && (g.sinceSnap+n >= g.h.cfg.SnapshotEvery || snapshotRequired(g.actor, fx.Events)) {
 			state, err := g.stateAfter(fx.Events)
 			if err != nil {
 				// Apply refused events its own Receive produced: nothing
@@ -555,4 +555,17 @@ func (r *recentResponses) put(id string, resp *protocol.Response) {
 	r.ring[r.next] = id
 	r.byID[id] = resp
 	r.next = (r.next + 1) % recentSize
+}
+
+// snapshotRequirer is implemented by actors some of whose events must be
+// followed by a snapshot in the same write: writing the snapshot deletes
+// the events before it, which is how crypto-shredding erases a key that an
+// earlier event carried (actors/user).
+type snapshotRequirer interface {
+	SnapshotRequired(events []protocol.Message) bool
+}
+
+func snapshotRequired(a actors.Actor, events []protocol.Message) bool {
+	r, ok := a.(snapshotRequirer)
+	return ok && r.SnapshotRequired(events)
 }

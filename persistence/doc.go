@@ -55,7 +55,9 @@
 // say how, and why applying needs no fsync). Namespaces stay below
 // 0xF0000000: keys with the leading byte 0xF0 belong to persistence/raftstore
 // (Raft logs, stable state and snapshots on the same database, reached
-// through DB).
+// through DB; group 0 is the cluster's meta group, group p+1 partition p),
+// and the single key "\xf1node/identity" is the cluster node's identity
+// record (name, incarnation, partition count; cluster/node.go).
 //
 // # Values
 //

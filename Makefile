@@ -24,7 +24,7 @@ unit:
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /actors -e /persistence -e /cluster)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./persistence/... ./cluster/...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./persistence/... ./cluster/... ./bench/...
 
 sim:
 	$(GO) run ./cmd/ward sim --seed $(SEED) --json

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -103,9 +101,6 @@ type Node struct {
 	missing   map[string]time.Time
 	progress  map[string]map[int]uint64 // member id -> partition -> applied index
 	fatal     error
-	// bootstrapped names the members this node bootstrapped the meta
-	// group with (only on the bootstrapper, until init is written).
-	bootstrapped []string
 
 	fatalCh chan struct{}
 	stop    chan struct{}
@@ -254,9 +249,9 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 	}
 
 	n.wg.Add(3)
-	go n.formLoop()
+	go n.every(reconcileEvery, nil, n.formAndLead)
 	go n.reconcileLoop()
-	go n.announceLoop()
+	go n.every(announceEvery, nil, n.announce)
 	return n, nil
 }
 
@@ -452,13 +447,21 @@ func (s *slot) DueTimers(until time.Time, limit int) ([]persistence.Timer, error
 	return nil, &partition.NotLeaderError{Partition: s.id}
 }
 
-func splitAddr(addr string) (string, int) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, 0
+// every runs fn every d, and whenever wake fires (nil: never), until the
+// node stops. It is one of the node's goroutines (n.wg).
+func (n *Node) every(d time.Duration, wake <-chan struct{}, fn func()) {
+	defer n.wg.Done()
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-wake:
+		case <-tick.C:
+		}
+		fn()
 	}
-	port, _ := strconv.Atoi(p)
-	return h, port
 }
 
 // LeaderEpoch and VerifyLeader forward the read fence (see grain.go) to

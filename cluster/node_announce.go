@@ -20,20 +20,6 @@ const announceEvery = 250 * time.Millisecond
 // that leaders promote a new replica to voter only once it caught up.
 const announceVersion = 2
 
-func (n *Node) announceLoop() {
-	defer n.wg.Done()
-	tick := time.NewTicker(announceEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-tick.C:
-			n.announce()
-		}
-	}
-}
-
 // announce sends this node's served leaderships to every other member.
 func (n *Node) announce() {
 	b := []byte{announceVersion}
@@ -44,7 +30,7 @@ func (n *Node) announce() {
 			continue
 		}
 		if pt.IsReady() && pt.Raft().State() == raft.Leader {
-			led = append(led, [2]uint64{uint64(p), raftTerm(pt.Raft())})
+			led = append(led, [2]uint64{uint64(p), pt.Raft().CurrentTerm()})
 		} else {
 			follow = append(follow, [2]uint64{uint64(p), pt.Raft().AppliedIndex()})
 		}

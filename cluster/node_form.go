@@ -18,26 +18,16 @@ import (
 	"github.com/wardhq/ward/protocol"
 )
 
-// formLoop forms the cluster when this node is the bootstrapper, and then,
+// formAndLead forms the cluster when this node is the bootstrapper, and then,
 // for as long as this node leads the meta group, keeps the meta state in
 // step with gossip: members join, die, come back; the assignment follows.
-func (n *Node) formLoop() {
-	defer n.wg.Done()
-	tick := time.NewTicker(reconcileEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-tick.C:
-		}
-		if err := n.form(); err != nil {
-			n.log.Warn("forming the cluster", "err", err)
-		}
-		if n.meta.IsLeader() {
-			if err := n.lead(); err != nil && !errors.Is(err, meta.ErrNotLeader) {
-				n.log.Warn("meta leader duties", "err", err)
-			}
+func (n *Node) formAndLead() {
+	if err := n.form(); err != nil {
+		n.log.Warn("forming the cluster", "err", err)
+	}
+	if n.meta.IsLeader() {
+		if err := n.lead(); err != nil && !errors.Is(err, meta.ErrNotLeader) {
+			n.log.Warn("meta leader duties", "err", err)
 		}
 	}
 }
@@ -99,26 +89,20 @@ func (n *Node) form() error {
 		if err := n.meta.Bootstrap(servers); err != nil {
 			return err
 		}
-		n.mu.Lock()
-		n.bootstrapped = names
-		n.mu.Unlock()
 	}
 	if !n.meta.IsLeader() {
 		return nil
 	}
-	n.mu.Lock()
-	names := n.bootstrapped
-	n.mu.Unlock()
-	if len(names) == 0 {
-		// A bootstrapper that restarted before writing init: the voters it
-		// bootstrapped are still the configuration.
-		conf, err := n.meta.Configuration()
-		if err != nil {
-			return err
-		}
-		for _, s := range conf.Servers {
-			names = append(names, string(s.ID))
-		}
+	// Whoever leads the uninitialised meta group writes init: its
+	// configuration is still the bootstrapped voters (also after a restart
+	// between bootstrap and init).
+	conf, err := n.meta.Configuration()
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, s := range conf.Servers {
+		names = append(names, string(s.ID))
 	}
 	// We bootstrapped and lead: write the cluster's first configuration.
 	var id [8]byte

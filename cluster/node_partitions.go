@@ -3,11 +3,11 @@ package cluster
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/wardhq/ward/cluster/membership"
 	"github.com/wardhq/ward/cluster/meta"
 	"github.com/wardhq/ward/cluster/partition"
 	"github.com/wardhq/ward/protocol"
@@ -18,30 +18,25 @@ import (
 // away, and, for the partitions it leads, changes the raft configuration
 // towards the assignment and hands leadership to the preferred leader.
 func (n *Node) reconcileLoop() {
-	defer n.wg.Done()
 	changes, cancel := n.meta.Changes()
 	defer cancel()
-	tick := time.NewTicker(reconcileEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-changes:
-		case <-tick.C:
-		}
-		st := n.meta.State()
-		if st.GetPartitions() == 0 || int(st.GetPartitions()) != n.cfg.Partitions {
-			continue
-		}
-		for p := range n.cfg.Partitions {
-			n.reconcilePartition(st, p)
-		}
-		n.observeLeaders()
-	}
+	n.every(reconcileEvery, changes, n.reconcile)
 }
 
-func (n *Node) reconcilePartition(st *protocol.MetaState, p int) {
+// reconcile runs one round over every partition, with one view of gossip.
+func (n *Node) reconcile() {
+	st := n.meta.State()
+	if st.GetPartitions() == 0 || int(st.GetPartitions()) != n.cfg.Partitions {
+		return
+	}
+	alive := n.hostingMembers()
+	for p := range n.cfg.Partitions {
+		n.reconcilePartition(st, p, alive)
+	}
+	n.observeLeaders(alive)
+}
+
+func (n *Node) reconcilePartition(st *protocol.MetaState, p int, alive map[string]membership.Member) {
 	a := st.GetAssignment()[p]
 	want := slices.Contains(a.GetReplicas(), n.cfg.Name)
 	s := n.slots[p]
@@ -53,7 +48,7 @@ func (n *Node) reconcilePartition(st *protocol.MetaState, p int) {
 		}
 	case !want && pt != nil:
 		if pt.Raft().State() == raft.Leader {
-			n.reconcileLeader(st, p, pt) // hands leadership away first
+			n.reconcileLeader(st, p, pt, alive) // hands leadership away first
 			return
 		}
 		f := pt.Raft().GetConfiguration()
@@ -71,7 +66,7 @@ func (n *Node) reconcilePartition(st *protocol.MetaState, p int) {
 			n.log.Warn("closing partition replica", "partition", p, "err", err)
 		}
 	case want && pt.Raft().State() == raft.Leader:
-		n.reconcileLeader(st, p, pt)
+		n.reconcileLeader(st, p, pt, alive)
 	}
 }
 
@@ -82,9 +77,9 @@ func (n *Node) reconcilePartition(st *protocol.MetaState, p int) {
 func (n *Node) openPartition(st *protocol.MetaState, p int) error {
 	var boot []raft.Server
 	if init := st.GetInitialAssignment(); p < len(init) && slices.Contains(init[p].GetReplicas(), n.cfg.Name) {
-		if me := findInitial(st, n.cfg.Name); me != nil && me.GetIncarnation() == n.incarnation {
+		if me := meta.FindInitial(st, n.cfg.Name); me != nil && me.GetIncarnation() == n.incarnation {
 			for _, name := range init[p].GetReplicas() {
-				m := findInitial(st, name)
+				m := meta.FindInitial(st, name)
 				boot = append(boot, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(name), Address: raft.ServerAddress(m.GetRaftAddr())})
 			}
 		}
@@ -116,15 +111,6 @@ func (n *Node) openPartition(st *protocol.MetaState, p int) error {
 	return nil
 }
 
-func findInitial(st *protocol.MetaState, name string) *protocol.MetaMember {
-	for _, m := range st.GetInitial() {
-		if m.GetName() == name {
-			return m
-		}
-	}
-	return nil
-}
-
 // catchUpSlack is how far (in log entries) behind the leader's commit
 // index a non-voter may be and still be promoted.
 const catchUpSlack = 64
@@ -133,7 +119,7 @@ const catchUpSlack = 64
 // assignment: add (or re-address) a missing replica, then remove one that
 // is no longer wanted, then hand leadership to the preferred leader. Each
 // step runs in the background; the next tick plans the next step.
-func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Partition) {
+func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Partition, alive map[string]membership.Member) {
 	n.mu.Lock()
 	if n.busy[p] {
 		n.mu.Unlock()
@@ -151,10 +137,8 @@ func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Part
 	for _, s := range conf.Servers {
 		inConf[string(s.ID)] = s
 	}
-	alive := n.hostingMembers()
 	var op func() error
 	var what string
-	ids := n.memberIDs()
 	commit := pt.Raft().CommitIndex()
 	for _, name := range want {
 		m := meta.FindMember(st, name)
@@ -177,7 +161,7 @@ func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Part
 			op = func() error { return pt.AddNonvoter(raft.ServerID(name), addr, membershipOpTimeout) }
 			break
 		}
-		if applied, known := n.applied(ids[name], p); !known || applied+catchUpSlack < commit {
+		if applied, known := n.applied(alive[name].ID, p); !known || applied+catchUpSlack < commit {
 			continue
 		}
 		what = "promote caught-up " + name + " to voter"
@@ -256,7 +240,7 @@ func (n *Node) onLeadership(p int, leader bool) {
 	if pt == nil || member == "" {
 		return
 	}
-	term := raftTerm(pt.Raft())
+	term := pt.Raft().CurrentTerm()
 	if leader {
 		n.Table.Set(p, member, term)
 	} else {
@@ -268,15 +252,14 @@ func (n *Node) onLeadership(p int, leader bool) {
 // observeLeaders feeds the table with what the local replicas know of their
 // leaders: a follower learns a new leader (or an election) from raft
 // before that leader's announcement arrives.
-func (n *Node) observeLeaders() {
-	ids := n.memberIDs()
+func (n *Node) observeLeaders(alive map[string]membership.Member) {
 	for p, s := range n.slots {
 		pt := s.get()
 		if pt == nil {
 			continue
 		}
 		r := pt.Raft()
-		term := raftTerm(r)
+		term := r.CurrentTerm()
 		_, leader := r.LeaderWithID()
 		switch {
 		case r.State() == raft.Leader:
@@ -289,23 +272,9 @@ func (n *Node) observeLeaders() {
 		case leader == "":
 			n.Table.Set(p, "", term)
 		default:
-			if id, ok := ids[string(leader)]; ok {
-				n.Table.Set(p, id, term)
+			if m, ok := alive[string(leader)]; ok {
+				n.Table.Set(p, m.ID, term)
 			}
 		}
 	}
-}
-
-// memberIDs maps node names to their current member ids.
-func (n *Node) memberIDs() map[string]string {
-	out := map[string]string{}
-	for name, m := range n.hostingMembers() {
-		out[name] = m.ID
-	}
-	return out
-}
-
-func raftTerm(r *raft.Raft) uint64 {
-	t, _ := strconv.ParseUint(r.Stats()["term"], 10, 64)
-	return t
 }

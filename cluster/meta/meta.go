@@ -359,7 +359,17 @@ func validAssignment(a []*protocol.PartitionAssignment, partitions int) error {
 
 // FindMember returns the member named name in s, or nil.
 func FindMember(s *protocol.MetaState, name string) *protocol.MetaMember {
-	for _, m := range s.GetMembers() {
+	return find(s.GetMembers(), name)
+}
+
+// FindInitial returns the member named name as it was at cluster init (its
+// raft address and incarnation then), or nil if it was not an initial member.
+func FindInitial(s *protocol.MetaState, name string) *protocol.MetaMember {
+	return find(s.GetInitial(), name)
+}
+
+func find(members []*protocol.MetaMember, name string) *protocol.MetaMember {
+	for _, m := range members {
 		if m.GetName() == name {
 			return m
 		}

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,8 +115,6 @@ func (n *Node) Local() LocalStatus {
 	return out
 }
 
-var adminClient = &http.Client{Timeout: 3 * time.Second}
-
 // Status gathers every reachable member's local view and merges it with
 // the meta state: each partition as its highest-term leader reports it.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
@@ -160,7 +158,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		go func(name, addr string) {
 			defer wg.Done()
 			var ls LocalStatus
-			err := adminCall(ctx, http.MethodGet, addr, LocalStatusPath, nil, &ls)
+			err := adminCall(ctx, http.MethodGet, addr, LocalStatusPath, &ls)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -241,53 +239,69 @@ func (n *Node) setMemberState(ctx context.Context, name string, state protocol.M
 		if leader == nil || leader.GetHttpAddr() == "" {
 			return fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
 		}
-		return adminCall(ctx, http.MethodPost, leader.GetHttpAddr(), path+"?name="+url.QueryEscape(name), nil, nil)
+		return adminCall(ctx, http.MethodPost, leader.GetHttpAddr(), path+"?name="+url.QueryEscape(name), nil)
 	}
 	return n.meta.Apply(ctx, &protocol.MetaCommand{Command: &protocol.MetaCommand_SetState{SetState: &protocol.MetaSetState{Name: name, State: state}}})
 }
 
-// AdminError is a non-2xx answer of another node's admin endpoint.
+// AdminError is a non-2xx answer of a node's admin endpoint. Problem is
+// set when the answer was RFC 9457 problem details (Title and Message are
+// its title and detail); otherwise Message is the body as sent.
 type AdminError struct {
 	Status  int
+	Title   string
 	Message string
+	Problem bool
 }
 
 func (e *AdminError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message) }
 
-func adminCall(ctx context.Context, method, addr, path string, body, into any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+// maxAdminAnswer bounds an admin answer read into memory.
+const maxAdminAnswer = 8 << 20
+
+// AdminCall calls the admin endpoint path of the node at base (an
+// http:// or https:// URL) and decodes a 2xx JSON answer into into (when
+// not nil); it also returns the raw body. The caller's context bounds it.
+// `ward cluster` uses it, and nodes use it with each other.
+func AdminCall(ctx context.Context, method, base, path string, into any) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp, err := adminClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminAnswer))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
+		ae := &AdminError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
 		var pd struct {
+			Title  string `json:"title"`
 			Detail string `json:"detail"`
 		}
-		msg := string(b)
 		if json.Unmarshal(b, &pd) == nil && pd.Detail != "" {
-			msg = pd.Detail
+			ae.Title, ae.Message, ae.Problem = pd.Title, pd.Detail, true
 		}
-		return &AdminError{Status: resp.StatusCode, Message: msg}
+		return nil, ae
 	}
 	if into != nil {
-		return json.Unmarshal(b, into)
+		if err := json.Unmarshal(b, into); err != nil {
+			return nil, fmt.Errorf("decode answer of %s%s: %w", base, path, err)
+		}
 	}
-	return nil
+	return b, nil
+}
+
+// peerTimeout bounds one node-to-node admin call.
+const peerTimeout = 3 * time.Second
+
+func adminCall(ctx context.Context, method, addr, path string, into any) error {
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	_, err := AdminCall(ctx, method, "http://"+addr, path, into)
+	return err
 }

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -162,38 +162,26 @@ func newClusterCmd() *cobra.Command {
 }
 
 // adminRequest calls a node's admin endpoint; a problem-details answer
-// becomes an error with its detail.
+// becomes an error with its title and detail.
 func adminRequest(ctx context.Context, method, server, path string, into any) ([]byte, error) {
 	server = strings.TrimRight(server, "/")
 	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
 		server = "http://" + server
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, server+path, nil)
-	if err != nil {
+	if _, err := url.Parse(server); err != nil {
 		return nil, fmt.Errorf("--server %q: %w", server, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	body, err := cluster.AdminCall(ctx, method, server, path, into)
+	var ae *cluster.AdminError
+	switch {
+	case errors.As(err, &ae) && ae.Problem:
+		return nil, fmt.Errorf("%s: %s (HTTP %d)", ae.Title, ae.Message, ae.Status)
+	case errors.As(err, &ae):
+		return nil, fmt.Errorf("%s answered HTTP %d: %s", server, ae.Status, ae.Message)
+	case err != nil:
 		return nil, fmt.Errorf("cannot reach %s: %w", server, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read answer from %s: %w", server, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var pd struct{ Title, Detail string }
-		if json.Unmarshal(body, &pd) == nil && pd.Detail != "" {
-			return nil, fmt.Errorf("%s: %s (HTTP %d)", pd.Title, pd.Detail, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("%s answered HTTP %d: %s", server, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	if into != nil {
-		if err := json.Unmarshal(body, into); err != nil {
-			return nil, fmt.Errorf("decode answer from %s: %w", server, err)
-		}
 	}
 	return body, nil
 }

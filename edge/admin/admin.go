@@ -13,6 +13,7 @@ import (
 
 	"github.com/wardhq/ward/cluster"
 	"github.com/wardhq/ward/cluster/meta"
+	"github.com/wardhq/ward/edge/problem"
 )
 
 // Node is what the handlers need of a cluster node.
@@ -34,7 +35,7 @@ func Handler(n Node) http.Handler {
 		defer cancel()
 		st, err := n.Status(ctx)
 		if err != nil {
-			problem(w, http.StatusServiceUnavailable, "cluster status unavailable", err.Error())
+			problem.Write(w, http.StatusServiceUnavailable, "cluster status unavailable", err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
@@ -46,7 +47,7 @@ func Handler(n Node) http.Handler {
 		return func(w http.ResponseWriter, r *http.Request) {
 			name := r.URL.Query().Get("name")
 			if name == "" || len(name) > maxNameLen {
-				problem(w, http.StatusBadRequest, "bad request", "query parameter name (1-256 bytes) is required")
+				problem.Write(w, http.StatusBadRequest, "bad request", "query parameter name (1-256 bytes) is required")
 				return
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -57,28 +58,22 @@ func Handler(n Node) http.Handler {
 			case err == nil:
 				writeJSON(w, http.StatusAccepted, map[string]string{"name": name, "status": verb})
 			case errors.Is(err, cluster.ErrUnknownMember):
-				problem(w, http.StatusNotFound, "unknown member", err.Error())
+				problem.Write(w, http.StatusNotFound, "unknown member", err.Error())
 			case errors.As(err, &ae):
-				problem(w, ae.Status, "meta leader refused", ae.Message)
+				problem.Write(w, ae.Status, "meta leader refused", ae.Message)
 			case errors.Is(err, meta.ErrNotLeader):
-				problem(w, http.StatusServiceUnavailable, "meta leader unavailable", err.Error())
+				problem.Write(w, http.StatusServiceUnavailable, "meta leader unavailable", err.Error())
 			default:
-				problem(w, http.StatusInternalServerError, verb+" failed", err.Error())
+				problem.Write(w, http.StatusInternalServerError, verb+" failed", err.Error())
 			}
 		}
 	}
 	mux.HandleFunc("POST "+cluster.DrainPath, member(n.Drain, "draining"))
 	mux.HandleFunc("POST "+cluster.RemovePath, member(n.Remove, "removed"))
 	mux.HandleFunc("/cluster/", func(w http.ResponseWriter, r *http.Request) {
-		problem(w, http.StatusNotFound, "not found", "no admin endpoint "+r.Method+" "+r.URL.Path)
+		problem.Write(w, http.StatusNotFound, "not found", "no admin endpoint "+r.Method+" "+r.URL.Path)
 	})
 	return mux
-}
-
-func problem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/register"
+	"github.com/wardhq/ward/edge/problem"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -54,7 +55,7 @@ func Handler(r Requester) http.Handler {
 			return
 		}
 		if body.Value == nil {
-			problem(w, http.StatusBadRequest, "invalid request", "field value is required")
+			problem.Write(w, http.StatusBadRequest, "invalid request", "field value is required")
 			return
 		}
 		serve(w, req, r, &protocol.RegisterPut{Value: *body.Value})
@@ -68,7 +69,7 @@ func Handler(r Requester) http.Handler {
 			return
 		}
 		if body.Value == nil || body.ExpectVersion == nil {
-			problem(w, http.StatusBadRequest, "invalid request", "fields expect_version and value are required")
+			problem.Write(w, http.StatusBadRequest, "invalid request", "fields expect_version and value are required")
 			return
 		}
 		serve(w, req, r, &protocol.RegisterCAS{ExpectVersion: *body.ExpectVersion, Value: *body.Value})
@@ -83,14 +84,14 @@ func decode(w http.ResponseWriter, req *http.Request, into any) bool {
 	if err := dec.Decode(into); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			problem(w, http.StatusRequestEntityTooLarge, "request too large", fmt.Sprintf("body exceeds %d bytes", maxBody))
+			problem.Write(w, http.StatusRequestEntityTooLarge, "request too large", fmt.Sprintf("body exceeds %d bytes", maxBody))
 			return false
 		}
-		problem(w, http.StatusBadRequest, "invalid request", "body is not the expected JSON object: "+err.Error())
+		problem.Write(w, http.StatusBadRequest, "invalid request", "body is not the expected JSON object: "+err.Error())
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		problem(w, http.StatusBadRequest, "invalid request", "body has data after the JSON object")
+		problem.Write(w, http.StatusBadRequest, "invalid request", "body has data after the JSON object")
 		return false
 	}
 	return true
@@ -99,7 +100,7 @@ func decode(w http.ResponseWriter, req *http.Request, into any) bool {
 func serve(w http.ResponseWriter, req *http.Request, r Requester, msg protocol.Message) {
 	id := req.PathValue("id")
 	if id == "" || len(id) > maxIDLen {
-		problem(w, http.StatusBadRequest, "invalid request", fmt.Sprintf("register id must be 1-%d bytes", maxIDLen))
+		problem.Write(w, http.StatusBadRequest, "invalid request", fmt.Sprintf("register id must be 1-%d bytes", maxIDLen))
 		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), timeout)
@@ -118,20 +119,14 @@ func serve(w http.ResponseWriter, req *http.Request, r Requester, msg protocol.M
 			status = http.StatusServiceUnavailable
 			w.Header().Set("Retry-After", "1")
 		}
-		problem(w, status, http.StatusText(status), err.Error())
+		problem.Write(w, status, http.StatusText(status), err.Error())
 		return
 	}
 	v, ok := reply.(*protocol.RegisterValue)
 	if !ok {
-		problem(w, http.StatusInternalServerError, "internal error", fmt.Sprintf("register answered %T", reply))
+		problem.Write(w, http.StatusInternalServerError, "internal error", fmt.Sprintf("register answered %T", reply))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(Value{Value: v.GetValue(), Version: v.GetVersion()})
-}
-
-func problem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
 }

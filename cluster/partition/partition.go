@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -573,7 +572,7 @@ func (p *Partition) Stats() (Stats, error) {
 		return st, fmt.Errorf("partition %d: stats: %w", p.id, err)
 	}
 	st.StoredAppliedIndex = idx
-	st.Term, _ = strconv.ParseUint(p.raft.Stats()["term"], 10, 64)
+	st.Term = p.raft.CurrentTerm()
 	f := p.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return st, fmt.Errorf("partition %d: configuration: %w", p.id, err)

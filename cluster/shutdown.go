@@ -83,6 +83,13 @@ func (h *Host) passivateAll(ctx context.Context) (int, error) {
 // activation that terminates. So the placement actor is stopped (identity
 // lookup) and gossip is stopped before the provider deregisters us, the one
 // step here that changes the topology.
+//
+// The remote is stopped with Shutdown(false): upstream's graceful path
+// writes endpointReader.suspended and endpointManager.stopped without
+// synchronisation while inbound streams read them (a data race the race
+// detector reports when a peer is still sending). Nothing is lost by it:
+// requests in flight were waited for above, and the graceful path drops the
+// outbound queues too.
 func (h *Host) leaveCluster() {
 	c := h.cluster
 	c.Gossip.SetState(pcluster.GracefullyLeftKey, &emptypb.Empty{})
@@ -92,7 +99,7 @@ func (h *Host) leaveCluster() {
 		h.log.Warn("cluster provider shutdown failed", "err", err)
 	}
 	h.system.Shutdown()
-	c.Remote.Shutdown(true)
+	c.Remote.Shutdown(false)
 }
 
 // waitCtx waits for wg or ctx, whichever comes first.

@@ -156,7 +156,7 @@ func (n *node) leave() error {
 	n.c.Gossip.Shutdown()
 	err := n.p.Shutdown(true)
 	n.sys.Shutdown()
-	n.c.Remote.Shutdown(true)
+	n.c.Remote.Shutdown(false) // the graceful path races; see cluster/shutdown.go
 	return err
 }
 

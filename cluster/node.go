@@ -155,7 +155,7 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 	if cfg.Host.Logger == nil {
 		cfg.Host.Logger = slog.Default()
 	}
-	log := cfg.Host.Logger.With("component", "node", "node", cfg.Name)
+	log := cfg.Host.Logger.With("component", "node") // the caller names the node (cmd/ward adds "node")
 
 	inc, err := localIdentity(cfg.Store.DB(), cfg.Name, cfg.Partitions)
 	if err != nil {
@@ -192,7 +192,10 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		return nil, fmt.Errorf("cluster: meta transport: %w", err)
 	}
 	mc := *cfg.Raft
-	n.meta, err = meta.Open(meta.Config{Store: cfg.Store, Transport: metaTrans, LocalID: raft.ServerID(cfg.Name), Raft: &mc, Logger: cfg.Host.Logger})
+	n.meta, err = meta.Open(meta.Config{
+		Store: cfg.Store, Transport: metaTrans, LocalID: raft.ServerID(cfg.Name), Raft: &mc, Logger: cfg.Host.Logger,
+		OnCorrupt: func(err error) { n.fail(fmt.Errorf("meta group: %w", err)) },
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/wardhq/ward/cluster/membership"
 	"github.com/wardhq/ward/cluster/meta"
 	"github.com/wardhq/ward/cluster/partition"
+	"github.com/wardhq/ward/persistence"
+	"github.com/wardhq/ward/persistence/raftstore"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -44,6 +47,15 @@ func (n *Node) reconcilePartition(st *protocol.MetaState, p int, alive map[strin
 	switch {
 	case want && pt == nil:
 		if err := n.openPartition(st, p); err != nil {
+			if isCorrupt(err) {
+				// Damaged local state is not retried: serving around it
+				// would hide it, and a replica that silently never opens
+				// leaves the partition one copy short. The operator
+				// replaces the disk (or removes the node) and the others
+				// re-replicate.
+				n.fail(fmt.Errorf("partition %d replica: %w", p, err))
+				return
+			}
 			n.log.Error("cannot open partition replica", "partition", p, "err", err)
 		}
 	case !want && pt != nil:
@@ -98,6 +110,9 @@ func (n *Node) openPartition(st *protocol.MetaState, p int) error {
 		Raft:      &rc,
 		OnLeadership: func(leader bool) {
 			n.onLeadership(p, leader)
+		},
+		OnCorrupt: func(err error) {
+			n.fail(fmt.Errorf("partition %d replica: %w", p, err))
 		},
 		Registerer: n.cfg.Host.Registerer,
 		Logger:     n.cfg.Host.Logger,
@@ -277,4 +292,10 @@ func (n *Node) observeLeaders(alive map[string]membership.Member) {
 			}
 		}
 	}
+}
+
+// isCorrupt reports whether err comes from stored bytes failing their
+// checksum or decode, in the raft stores or the actor store.
+func isCorrupt(err error) bool {
+	return errors.Is(err, raftstore.ErrCorrupt) || errors.Is(err, persistence.ErrCorrupt)
 }

@@ -57,6 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 	// RaftLogOutput receives raft's own log; nil means stderr.
 	RaftLogOutput io.Writer
+	// OnCorrupt, when set, is called with every raft log read that finds
+	// damaged bytes (see raftstore.Options.OnCorrupt).
+	OnCorrupt func(error)
 }
 
 // Meta is this node's replica of the meta group.
@@ -90,7 +93,7 @@ func Open(cfg Config) (*Meta, error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("meta: raft config: %w", err)
 	}
-	stores, err := raftstore.New(cfg.Store.DB(), Group, raftstore.Options{})
+	stores, err := raftstore.New(cfg.Store.DB(), Group, raftstore.Options{OnCorrupt: cfg.OnCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("meta: raft stores: %w", err)
 	}

@@ -89,6 +89,9 @@ type Config struct {
 	// one. Calls come from one goroutine, in order; a slow callback delays
 	// the next notification, not raft.
 	OnLeadership func(isLeader bool)
+	// OnCorrupt, when set, is called with every raft log read that finds
+	// damaged bytes (see raftstore.Options.OnCorrupt).
+	OnCorrupt func(error)
 	// Registerer, when set, receives the partition's metrics; they are
 	// unregistered on Close.
 	Registerer prometheus.Registerer
@@ -188,7 +191,7 @@ func Open(cfg Config) (*Partition, error) {
 		return nil, fmt.Errorf("partition %d: raft config: %w", cfg.ID, err)
 	}
 
-	stores, err := raftstore.New(cfg.Store.DB(), ns, raftstore.Options{})
+	stores, err := raftstore.New(cfg.Store.DB(), ns, raftstore.Options{OnCorrupt: cfg.OnCorrupt})
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: raft stores: %w", cfg.ID, err)
 	}

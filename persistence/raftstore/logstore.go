@@ -30,6 +30,8 @@ type LogStore struct {
 	// log is empty. They are loaded on open and maintained by every write,
 	// because raft asks for them on every append and heartbeat.
 	first, last atomic.Uint64
+
+	onCorrupt func(error) // see Options.OnCorrupt; set before use
 }
 
 var _ raft.LogStore = (*LogStore)(nil)
@@ -100,12 +102,21 @@ func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
 	err = decodeLog(v, log)
 	_ = closer.Close() // decodeLog copied what it keeps; Get's closer cannot fail.
 	if err != nil {
-		return fmt.Errorf("raftstore: group %d: log index %d: %w", s.group, index, err)
+		return s.corrupt(fmt.Errorf("raftstore: group %d: log index %d: %w", s.group, index, err))
 	}
 	if log.Index != index {
-		return fmt.Errorf("raftstore: group %d: log index %d: %w: value holds index %d", s.group, index, ErrCorrupt, log.Index)
+		return s.corrupt(fmt.Errorf("raftstore: group %d: log index %d: %w: value holds index %d", s.group, index, ErrCorrupt, log.Index))
 	}
 	return nil
+}
+
+// corrupt reports err to the owner when it is damage (not, say, a closed
+// database) and returns it.
+func (s *LogStore) corrupt(err error) error {
+	if s.onCorrupt != nil && errors.Is(err, ErrCorrupt) {
+		s.onCorrupt(err)
+	}
+	return err
 }
 
 // StoreLog stores one entry, synced.

@@ -280,7 +280,8 @@ func TestGroupsIsolated(t *testing.T) {
 
 func TestLogStoreCorruption(t *testing.T) {
 	d := newTestDB(t)
-	s := mustNew(t, d.DB, 3, Options{LogCacheSize: -1})
+	var reported []error
+	s := mustNew(t, d.DB, 3, Options{LogCacheSize: -1, OnCorrupt: func(err error) { reported = append(reported, err) }})
 	if err := s.Log.StoreLogs(mkLogs(1, 10, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -328,9 +329,20 @@ func TestLogStoreCorruption(t *testing.T) {
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("GetLog(%d) = %q, want ErrCorrupt mentioning %q", tc.index, err, tc.want)
 		}
+		// The owner hears of every damaged read, with the same error.
+		if len(reported) == 0 || reported[len(reported)-1].Error() != err.Error() {
+			t.Fatalf("GetLog(%d): OnCorrupt got %v, want the read's error %q", tc.index, reported, err)
+		}
 	}
-	// Undamaged neighbours still read.
+	// Undamaged neighbours still read, and a missing entry is not damage.
 	checkPresent(t, s.Log, 8, 10, 1, between(8, 10))
+	var l raft.Log
+	if err := s.Log.GetLog(99, &l); err != raft.ErrLogNotFound {
+		t.Fatalf("GetLog(99) = %v, want ErrLogNotFound", err)
+	}
+	if len(reported) != 5 {
+		t.Fatalf("OnCorrupt called %d times, want once per damaged read (5): %v", len(reported), reported)
+	}
 
 	// A stray key of the wrong length in the log family fails the open.
 	if err := d.DB.Set(append(logKey(3, 11), 0), []byte("x"), pebble.Sync); err != nil {

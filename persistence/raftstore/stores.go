@@ -33,6 +33,12 @@ type Options struct {
 	// SnapshotChunkSize is the size of each stored snapshot data value;
 	// 0 means DefaultSnapshotChunkSize.
 	SnapshotChunkSize int
+	// OnCorrupt, if set, is called (once per damaged read) with the error
+	// of every log read that finds stored bytes failing their checksum or
+	// decode. raft itself only logs some of those reads (a leader that
+	// cannot read an entry to replicate just retries), so the owner needs
+	// its own signal to fail loudly.
+	OnCorrupt func(error)
 }
 
 // Stores holds one raft group's stores, ready for raft.NewRaft(conf, fsm,
@@ -67,6 +73,7 @@ func New(db *pebble.DB, group uint32, opts Options) (*Stores, error) {
 	if err != nil {
 		return nil, err
 	}
+	raw.onCorrupt = opts.OnCorrupt
 	var log raft.LogStore = raw
 	if opts.LogCacheSize > 0 {
 		if log, err = raft.NewLogCache(opts.LogCacheSize, raw); err != nil {

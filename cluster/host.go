@@ -291,10 +291,16 @@ func Start(cfg Config) (h *Host, err error) {
 	if lookup == nil {
 		lookup = disthash.New()
 	}
+	const neverExpire = 100 * 365 * 24 * time.Hour
 	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup,
 		remote.Configure(cfg.BindHost, cfg.Port),
 		pcluster.WithKinds(pkinds...),
-		pcluster.WithRequestTimeout(cfg.RequestTimeout))
+		pcluster.WithRequestTimeout(cfg.RequestTimeout),
+		// protoactor's gossip block-lists, for good, a member whose
+		// heartbeat it has not seen for this long. A member cut off by a
+		// network partition comes back under the same id and must not find
+		// itself blocked; membership (memberlist) decides who is dead.
+		pcluster.WithHeartbeatExpiration(neverExpire))
 
 	// protoactor reports start-up failures (a port in use, a provider that
 	// cannot register) by panicking.

@@ -214,6 +214,10 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		Partitions:  cfg.Partitions,
 		OnMessage:   n.onMessage,
 		Logger:      cfg.Host.Logger,
+		// Placement follows partition leaders, not protoactor's
+		// topology, so a member cut off by a partition can stay in it
+		// (and unblocked) until it is back.
+		KeepUnreachable: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: membership: %w", err)

@@ -29,8 +29,11 @@ func (n *Node) announce() {
 		if pt == nil {
 			continue
 		}
+		// The term is read before the state (see onLeadership): receivers
+		// take the claim as authoritative for its term.
+		term := pt.Raft().CurrentTerm()
 		if pt.IsReady() && pt.Raft().State() == raft.Leader {
-			led = append(led, [2]uint64{uint64(p), pt.Raft().CurrentTerm()})
+			led = append(led, [2]uint64{uint64(p), term})
 		} else {
 			follow = append(follow, [2]uint64{uint64(p), pt.Raft().AppliedIndex()})
 		}
@@ -60,7 +63,7 @@ func (n *Node) onMessage(from string, b []byte) {
 		return
 	}
 	for _, c := range claims {
-		n.Table.Set(int(c[0]), from, c[1])
+		n.Table.Claim(int(c[0]), from, c[1])
 	}
 	n.mu.Lock()
 	m := make(map[int]uint64, len(progress))

@@ -255,10 +255,13 @@ func (n *Node) onLeadership(p int, leader bool) {
 	if pt == nil || member == "" {
 		return
 	}
+	// The term is read before the state: a leader that steps down sets its
+	// state before it adopts the newer term, so leader-then-term could
+	// claim a term this node never led.
 	term := pt.Raft().CurrentTerm()
-	if leader {
-		n.Table.Set(p, member, term)
-	} else {
+	if leader && pt.Raft().State() == raft.Leader {
+		n.Table.Claim(p, member, term)
+	} else if !leader {
 		n.Table.Set(p, "", term)
 	}
 	n.announce()
@@ -282,7 +285,7 @@ func (n *Node) observeLeaders(alive map[string]membership.Member) {
 				n.mu.Lock()
 				member := n.member
 				n.mu.Unlock()
-				n.Table.Set(p, member, term)
+				n.Table.Claim(p, member, term) // term was read before the state
 			}
 		case leader == "":
 			n.Table.Set(p, "", term)

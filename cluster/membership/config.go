@@ -152,6 +152,9 @@ const (
 	DefaultJoinRetryInterval = 2 * time.Second
 	DefaultLeaveTimeout      = 2 * time.Second
 	DefaultDeadRetention     = 5 * time.Minute
+	// DefaultUnreachableRetention outlasts any partition an operator would
+	// wait out rather than restart the cut-off nodes.
+	DefaultUnreachableRetention = 24 * time.Hour
 	// SecretKeySize is the only gossip key size accepted (AES-256-GCM);
 	// memberlist would also take 16 or 24 bytes, Ward standardises on one.
 	SecretKeySize = 32
@@ -219,6 +222,16 @@ type Config struct {
 	// before they are forgotten (restarted nodes come back with new IDs, so
 	// without pruning the list would only grow).
 	DeadRetention time.Duration
+	// KeepUnreachable keeps a member declared dead without leaving in
+	// protoactor's topology for UnreachableRetention, unless the same node
+	// comes back under a new id first. protoactor block-lists, for good,
+	// every member id that drops out of its topology; a member that was
+	// only cut off by a network partition comes back under the same id and
+	// must not find itself blocked. Set it only with an identity lookup
+	// that does not place by the topology (Ward's leaderlookup follows the
+	// partition leaders); protoactor's disthash would route to the dead.
+	KeepUnreachable      bool
+	UnreachableRetention time.Duration
 
 	Logger *slog.Logger
 }
@@ -256,6 +269,10 @@ func (c *Config) withDefaults() error {
 	if c.DeadRetention <= 0 {
 		c.DeadRetention = DefaultDeadRetention
 	}
+	if c.UnreachableRetention <= 0 {
+		c.UnreachableRetention = DefaultUnreachableRetention
+	}
+	c.UnreachableRetention = max(c.UnreachableRetention, c.DeadRetention)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

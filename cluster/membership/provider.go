@@ -105,6 +105,12 @@ func (m *Member) Hosting() bool {
 		!m.Leaving && !m.Meta.Client && m.Meta.RemotePort > 0
 }
 
+// unreachable reports whether m was declared dead without leaving: a
+// crash, or a network partition it may come back from under the same id.
+func (m *Member) unreachable() bool {
+	return m.State == StateDead && m.MetaErr == nil && !m.Leaving && !m.Meta.Client && m.Meta.RemotePort > 0
+}
+
 func (m *Member) clone() Member {
 	c := *m
 	c.Meta.Kinds = slices.Clone(m.Meta.Kinds)
@@ -580,10 +586,18 @@ func (p *Provider) publish() {
 	if p.sink == nil {
 		return
 	}
+	// With KeepUnreachable, unreachable members stay in protoactor's
+	// topology until their node is back under another id.
+	hostingNodes := map[string]bool{}
+	for i := range snap {
+		if snap[i].Hosting() {
+			hostingNodes[snap[i].Meta.NodeName] = true
+		}
+	}
 	members := make(cluster.Members, 0, len(snap))
 	for i := range snap {
 		m := &snap[i]
-		if !m.Hosting() {
+		if !m.Hosting() && (!p.cfg.KeepUnreachable || !m.unreachable() || hostingNodes[m.Meta.NodeName]) {
 			continue
 		}
 		members = append(members, &cluster.Member{
@@ -621,8 +635,18 @@ func (p *Provider) pruneDead(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pruned := false
+	back := map[string]bool{} // nodes alive again under a new id
+	for _, m := range p.members {
+		if m.State == StateAlive || m.State == StateSuspect {
+			back[m.Meta.NodeName] = true
+		}
+	}
 	for id, m := range p.members {
-		if (m.State == StateDead || m.State == StateLeft) && now.Sub(m.Since) > p.cfg.DeadRetention {
+		keep := p.cfg.DeadRetention
+		if p.cfg.KeepUnreachable && m.unreachable() && !back[m.Meta.NodeName] {
+			keep = p.cfg.UnreachableRetention
+		}
+		if (m.State == StateDead || m.State == StateLeft) && now.Sub(m.Since) > keep {
 			delete(p.members, id)
 			pruned = true
 		}

@@ -319,3 +319,45 @@ func TestDeadMembersAddressIsRetried(t *testing.T) {
 	})
 	t.Logf("reconnected after %v", took)
 }
+
+// With KeepUnreachable a member declared dead stays in protoactor's
+// topology (so protoactor never block-lists its id and it can come back
+// from a partition) until its node is back under a new id; then the old id
+// goes, and pruning forgets it.
+func TestKeepUnreachableUntilReplaced(t *testing.T) {
+	cfgA := testConfig("a")
+	cfgA.KeepUnreachable = true
+	a, recA := bare(t, cfgA, "id-a")
+	cfgB := testConfig("b", a.GossipAddr())
+	cfgB.BindAddr = freeLoopbackAddr(t)
+	cfgB.KeepUnreachable = true
+	b, _ := bare(t, cfgB, "id-b")
+	eventually(t, 3*time.Second, "b joins", func() bool { return recA.is("id-a", "id-b") })
+
+	_ = b.Shutdown(false)
+	bound := LocalTiming().FailureDetectionBound(2) + 4*cfgA.Debounce
+	eventually(t, bound+slack, "b declared dead", func() bool {
+		m, ok := memberByID(a.Members(), "id-b")
+		return ok && m.State == StateDead
+	})
+	time.Sleep(4 * cfgA.Debounce) // a topology push after the death, if any
+	if !recA.is("id-a", "id-b") {
+		t.Fatalf("the unreachable member left protoactor's topology")
+	}
+	// Pruning keeps it past DeadRetention, not past UnreachableRetention.
+	if a.pruneDead(time.Now().Add(DefaultDeadRetention + time.Second)) {
+		t.Fatalf("an unreachable member was pruned after DeadRetention: %s", states(a.Members()))
+	}
+
+	// b's node restarts under a new id: the old one is dropped.
+	cfgB2 := testConfig("b", a.GossipAddr())
+	cfgB2.KeepUnreachable = true
+	_, _ = bare(t, cfgB2, "id-b2")
+	eventually(t, 5*time.Second, "the restarted node replaces its old id", func() bool { return recA.is("id-a", "id-b2") })
+	if !a.pruneDead(time.Now().Add(DefaultDeadRetention + time.Second)) {
+		t.Fatalf("the replaced id was not pruned after DeadRetention: %s", states(a.Members()))
+	}
+	if _, ok := memberByID(a.Members(), "id-b"); ok {
+		t.Fatalf("id-b still listed after pruning: %s", states(a.Members()))
+	}
+}

@@ -83,26 +83,39 @@ func TestTableEpochs(t *testing.T) {
 		t.Fatalf("fresh entry = %q %d %v, want no leader", l, e, ok)
 	}
 	steps := []struct {
+		claim   bool // Claim, else Set
 		leader  string
 		epoch   uint64
 		applied bool
 		want    string
 		wantE   uint64
 	}{
-		{"a", 3, true, "a", 3},
-		{"a", 3, false, "a", 3}, // repeat observation
-		{"b", 3, false, "a", 3}, // two leaders in one term: refused
-		{"b", 2, false, "a", 3}, // stale term
-		{"", 3, true, "", 3},    // a stepped down
-		{"a", 3, true, "a", 3},  // late learning within the term is allowed
-		{"", 4, true, "", 4},    // election in term 4
-		{"b", 4, true, "b", 4},
-		{"c", 9, true, "c", 9},
-		{"a", 5, false, "c", 9},
+		{true, "a", 3, true, "a", 3},
+		{true, "a", 3, false, "a", 3},  // repeat claim
+		{false, "a", 3, false, "a", 3}, // a hint agreeing with the claim
+		{true, "b", 3, false, "a", 3},  // two leaders in one term: refused
+		{false, "b", 3, false, "a", 3}, // a hint never overrides a claim
+		{true, "b", 2, false, "a", 3},  // stale term
+		{false, "", 3, true, "", 3},    // a stepped down
+		{true, "a", 3, true, "a", 3},   // late learning within the term is allowed
+		{false, "", 4, true, "", 4},    // election in term 4
+		// A follower that adopted term 5 from a vote request still names
+		// the old leader: a hint, replaced by the winner's claim.
+		{false, "b", 5, true, "b", 5},
+		{false, "c", 5, true, "c", 5}, // a later hint replaces a hint
+		{true, "d", 5, true, "d", 5},
+		{false, "c", 5, false, "d", 5},
+		{true, "e", 9, true, "e", 9},
+		{true, "a", 6, false, "e", 9},
+		{false, "a", 6, false, "e", 9},
 	}
 	for i, s := range steps {
-		if got := tb.Set(2, s.leader, s.epoch); got != s.applied {
-			t.Fatalf("step %d: Set(%q, %d) = %v, want %v", i, s.leader, s.epoch, got, s.applied)
+		set := tb.Set
+		if s.claim {
+			set = tb.Claim
+		}
+		if got := set(2, s.leader, s.epoch); got != s.applied {
+			t.Fatalf("step %d: claim=%v (%q, %d) = %v, want %v", i, s.claim, s.leader, s.epoch, got, s.applied)
 		}
 		l, e, ok := tb.Leader(2)
 		if l != s.want || e != s.wantE || ok != (s.want != "") {

@@ -24,8 +24,9 @@ type Table struct {
 }
 
 type leadership struct {
-	leader string // "" while no leader is known
-	epoch  uint64
+	leader  string // "" while no leader is known
+	epoch   uint64
+	claimed bool // the leader itself said so (Claim), not a second-hand Set
 }
 
 // NewTable returns a table of partitions entries, all without a known leader.
@@ -43,19 +44,32 @@ func NewTable(partitions int) *Table {
 // Partitions is P, the number of partitions the table covers.
 func (t *Table) Partitions() int { return len(t.entries) }
 
-// Set records that member leader leads partition in epoch (the Raft term);
-// leader "" means the partition currently has no known leader (an election
-// is under way, or this member stepped down). It reports whether the entry
-// changed.
+// Set records a second-hand observation: member leader leads partition in
+// epoch (the Raft term); leader "" means no leader is currently known (an
+// election is under way, or this member stepped down). It reports whether
+// the entry changed.
 //
 // Observations may arrive out of order, so an older epoch never overwrites a
-// newer one. Within one epoch Raft elects at most one leader, so the only
-// changes accepted at an equal epoch are learning the leader ("" -> X) and
-// losing it (X -> ""); a different leader at the same epoch is refused.
+// newer one. A second-hand observation can pair a new epoch with the old
+// leader: a Raft follower adopts the term of a vote request before it learns
+// who won, and keeps naming the previous leader meanwhile. So at an equal
+// epoch a Set may replace another Set, but never a Claim.
 //
 // Subscribers are called after the table is updated, outside its lock, on
 // the caller's goroutine. It panics if partition is out of range.
 func (t *Table) Set(partition int, leader string, epoch uint64) bool {
+	return t.set(partition, leadership{leader: leader, epoch: epoch})
+}
+
+// Claim records that leader itself says it leads partition in epoch: Raft
+// elects at most one leader per term, so a claim is authoritative for its
+// epoch. At an equal epoch it replaces any Set and is replaced only by ""
+// (the leader stepped down, or no longer serves).
+func (t *Table) Claim(partition int, leader string, epoch uint64) bool {
+	return t.set(partition, leadership{leader: leader, epoch: epoch, claimed: leader != ""})
+}
+
+func (t *Table) set(partition int, e leadership) bool {
 	t.mu.Lock()
 	if partition < 0 || partition >= len(t.entries) {
 		t.mu.Unlock()
@@ -63,23 +77,26 @@ func (t *Table) Set(partition int, leader string, epoch uint64) bool {
 	}
 	cur := t.entries[partition]
 	switch {
-	case epoch < cur.epoch,
-		epoch == cur.epoch && cur.leader == leader,
-		epoch == cur.epoch && cur.leader != "" && leader != "":
+	case e.epoch < cur.epoch,
+		e.epoch == cur.epoch && cur.leader == e.leader && (cur.claimed || !e.claimed),
+		e.epoch == cur.epoch && cur.claimed && e.leader != "":
 		t.mu.Unlock()
 		return false
 	}
-	t.entries[partition] = leadership{leader: leader, epoch: epoch}
+	changed := cur.leader != e.leader || cur.epoch != e.epoch
+	t.entries[partition] = e
 	subs := make([]func(int), 0, len(t.subs))
-	for _, fn := range t.subs {
-		subs = append(subs, fn)
+	if changed {
+		for _, fn := range t.subs {
+			subs = append(subs, fn)
+		}
 	}
 	t.mu.Unlock()
 
 	for _, fn := range subs {
 		fn(partition)
 	}
-	return true
+	return changed
 }
 
 // Leader returns the leader of partition and the epoch it was observed in;

@@ -68,6 +68,7 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 		target := h.pidOf(kind, id)
 		if target == nil {
 			last = errNoActivation
+			h.metrics.retries.WithLabelValues(kind, retryNoActivation).Inc()
 		} else {
 			wait := remaining
 			if attempt < h.cfg.MaxAttempts {
@@ -92,6 +93,7 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 			case canceled:
 				return nil, h.giveUp(ctx, kind, id, attempt, last, notLeader)
 			}
+			h.metrics.retries.WithLabelValues(kind, retryReason(err)).Inc()
 			last = err
 			h.cluster.PidCache.RemoveByValue(id, kind, target)
 		}
@@ -129,13 +131,29 @@ func (h *Host) await(ctx context.Context, box *replyBox, wait time.Duration) (ou
 			return failed, nil, actors.Errorf(protocol.ErrorCode_ERROR_CODE_INTERNAL, "activation answered with %T, want a Response", m)
 		}
 	case <-t.C:
-		return retry, nil, fmt.Errorf("no answer within %s", wait)
+		return retry, nil, fmt.Errorf("%w (%s)", errAttemptTimeout, wait)
 	case <-ctx.Done():
 		return canceled, nil, nil
 	}
 }
 
 var errNoActivation = errors.New("identity lookup found no activation")
+
+// errAttemptTimeout is an attempt that got no answer within its wait.
+var errAttemptTimeout = errors.New("no answer within the attempt's wait")
+
+func retryReason(err error) string {
+	var nl *notLeaderAnswer
+	switch {
+	case errors.As(err, &nl):
+		return retryNotLeader
+	case errors.Is(err, errDeadLetter):
+		return retryDeadLetter
+	case errors.Is(err, errAttemptTimeout):
+		return retryTimeout
+	}
+	return retryNoActivation
+}
 
 var errDeadLetter = errors.New("activation gone (dead letter)")
 

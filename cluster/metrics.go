@@ -28,7 +28,17 @@ type metrics struct {
 	stepLatency *prometheus.HistogramVec
 	timersFired *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
+	retries     *prometheus.CounterVec
 }
+
+// Why a request attempt was retried; the reason label of
+// ward_cluster_request_retries_total.
+const (
+	retryNoActivation = "no_activation" // the identity lookup found no PID
+	retryDeadLetter   = "dead_letter"   // the activation stopped first
+	retryTimeout      = "timeout"       // no answer within the attempt's wait
+	retryNotLeader    = "not_leader"    // answered NOT_LEADER
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -62,6 +72,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ward_cluster_publications_dropped_total",
 			Help: "Publications not delivered because a subscriber's buffer was full, by topic.",
 		}, []string{"topic"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ward_cluster_request_retries_total",
+			Help: "Request attempts that failed and were retried or gave up, by kind and reason (no_activation, dead_letter, timeout, not_leader).",
+		}, []string{"kind", "reason"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -80,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.activations, m.passivation, m.active, m.messages, m.stepLatency, m.timersFired, m.dropped}
+	return []prometheus.Collector{m.activations, m.passivation, m.active, m.messages, m.stepLatency, m.timersFired, m.dropped, m.retries}
 }
 
 // unregister lets a restarted Host register its metrics on the same registry.

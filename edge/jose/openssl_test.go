@@ -1,0 +1,20 @@
+//go:build openssl && cgo
+
+package jose
+
+import "testing"
+
+// TestOpenSSLBackendSelected guards the build wiring: with the tag, RSA keys
+// must really go through libcrypto, or the cross-checks test nothing.
+func TestOpenSSLBackendSelected(t *testing.T) {
+	f := keys(t)
+	if Backend != "openssl" {
+		t.Fatalf("Backend = %q", Backend)
+	}
+	if _, ok := f.rs.signer.(*opensslRSA); !ok {
+		t.Fatalf("RS256 signer is %T", f.rs.signer)
+	}
+	if _, ok := f.rsGo.signer.(*opensslRSA); ok {
+		t.Fatal("opaque signer was replaced")
+	}
+}

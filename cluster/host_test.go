@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +69,16 @@ func TestHostServesSessions(t *testing.T) {
 		if rotated.GetSession().GetGeneration() != 1 {
 			t.Fatalf("generation after rotate = %d", rotated.GetSession().GetGeneration())
 		}
-		// The old secret is spent.
-		_, err = h.Request(ctx, session.KindName, "s1", &protocol.RotateRefresh{PresentedSecret: issued.GetRefreshSecret()})
+		// Within the grace window the old secret gets the same successor
+		// again, and nothing is written.
+		m, err = h.Request(ctx, session.KindName, "s1", &protocol.RotateRefresh{PresentedSecret: issued.GetRefreshSecret()})
+		if err != nil {
+			t.Fatalf("rotate retry: %v", err)
+		}
+		if again := m.(*protocol.RefreshIssued); !bytes.Equal(again.GetRefreshSecret(), rotated.GetRefreshSecret()) {
+			t.Fatal("retry within the grace window issued another successor")
+		}
+		_, err = h.Request(ctx, session.KindName, "s1", &protocol.RotateRefresh{PresentedSecret: make([]byte, session.SecretLen)})
 		requireCode(t, err, protocol.ErrorCode_ERROR_CODE_PERMISSION_DENIED)
 
 		m, err = h.Request(ctx, session.KindName, "s1", &protocol.RevokeSession{Reason: "logout"})

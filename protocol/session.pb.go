@@ -73,13 +73,32 @@ func (SessionStatus) EnumDescriptor() ([]byte, []int) {
 	return file_session_proto_rawDescGZIP(), []int{0}
 }
 
+// CreateSession starts a session: one login of one subject at one client,
+// and the refresh-token family of that login. Reply: RefreshIssued.
 type CreateSession struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Subject  string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	ClientId string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	// ttl_nanos is the absolute lifetime from creation; the session expires by
-	// a durable timer when it runs out.
-	TtlNanos      int64 `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	// ttl_nanos is the absolute lifetime from creation (0: 8 hours); the
+	// session expires by a durable timer when it runs out.
+	TtlNanos int64 `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	// tenant is the login's tenant (the tid claim). A session with a tenant
+	// registers with its user's usersessions index (cap, revoke-all); one
+	// without is bare (runtime tests and tools).
+	Tenant string `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// tenant_ids are the tenants the subject may act in (the tids claim).
+	TenantIds []string `protobuf:"bytes,5,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
+	// amr are the authentication methods used (RFC 8176 values).
+	Amr []string `protobuf:"bytes,6,rep,name=amr,proto3" json:"amr,omitempty"`
+	// acr is the assurance level reached (the KYC level).
+	Acr           string   `protobuf:"bytes,7,opt,name=acr,proto3" json:"acr,omitempty"`
+	ContextNodeId string   `protobuf:"bytes,8,opt,name=context_node_id,json=contextNodeId,proto3" json:"context_node_id,omitempty"`
+	Scopes        []string `protobuf:"bytes,9,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// grace_nanos is the refresh retry window: unset means 10 s, 0 disables.
+	GraceNanos *int64 `protobuf:"varint,10,opt,name=grace_nanos,json=graceNanos,proto3,oneof" json:"grace_nanos,omitempty"`
+	// max_sessions is the user's concurrent-session cap handed to the
+	// usersessions index (0: 10).
+	MaxSessions   uint32 `protobuf:"varint,11,opt,name=max_sessions,json=maxSessions,proto3" json:"max_sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +154,62 @@ func (x *CreateSession) GetTtlNanos() int64 {
 	return 0
 }
 
+func (x *CreateSession) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CreateSession) GetTenantIds() []string {
+	if x != nil {
+		return x.TenantIds
+	}
+	return nil
+}
+
+func (x *CreateSession) GetAmr() []string {
+	if x != nil {
+		return x.Amr
+	}
+	return nil
+}
+
+func (x *CreateSession) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *CreateSession) GetContextNodeId() string {
+	if x != nil {
+		return x.ContextNodeId
+	}
+	return ""
+}
+
+func (x *CreateSession) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *CreateSession) GetGraceNanos() int64 {
+	if x != nil && x.GraceNanos != nil {
+		return *x.GraceNanos
+	}
+	return 0
+}
+
+func (x *CreateSession) GetMaxSessions() uint32 {
+	if x != nil {
+		return x.MaxSessions
+	}
+	return 0
+}
+
 type TouchSession struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -171,7 +246,9 @@ func (*TouchSession) Descriptor() ([]byte, []int) {
 	return file_session_proto_rawDescGZIP(), []int{1}
 }
 
-// RotateRefresh presents the current refresh secret and asks for a new one.
+// RotateRefresh presents a refresh secret of the session and asks for the
+// next one. Replies: RefreshIssued, or RefreshReuseDetected when the secret
+// was already rotated away (the family is then revoked).
 type RotateRefresh struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	PresentedSecret []byte                 `protobuf:"bytes,1,opt,name=presented_secret,json=presentedSecret,proto3" json:"presented_secret,omitempty"`
@@ -333,6 +410,43 @@ func (*ExpireSession) Descriptor() ([]byte, []int) {
 	return file_session_proto_rawDescGZIP(), []int{5}
 }
 
+// CloseGrace is the payload of the timer that ends a rotation's retry window.
+type CloseGrace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseGrace) Reset() {
+	*x = CloseGrace{}
+	mi := &file_session_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseGrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseGrace) ProtoMessage() {}
+
+func (x *CloseGrace) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseGrace.ProtoReflect.Descriptor instead.
+func (*CloseGrace) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{6}
+}
+
 type SessionInfo struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -344,13 +458,20 @@ type SessionInfo struct {
 	LastSeenUnixNano int64                  `protobuf:"varint,7,opt,name=last_seen_unix_nano,json=lastSeenUnixNano,proto3" json:"last_seen_unix_nano,omitempty"`
 	Generation       uint64                 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
 	RevokeReason     string                 `protobuf:"bytes,9,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	Tenant           string                 `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	TenantIds        []string               `protobuf:"bytes,11,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
+	Amr              []string               `protobuf:"bytes,12,rep,name=amr,proto3" json:"amr,omitempty"`
+	Acr              string                 `protobuf:"bytes,13,opt,name=acr,proto3" json:"acr,omitempty"`
+	ContextNodeId    string                 `protobuf:"bytes,14,opt,name=context_node_id,json=contextNodeId,proto3" json:"context_node_id,omitempty"`
+	Scopes           []string               `protobuf:"bytes,15,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	GraceNanos       int64                  `protobuf:"varint,16,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +483,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[6]
+	mi := &file_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +496,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{6}
+	return file_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SessionInfo) GetId() string {
@@ -441,19 +562,208 @@ func (x *SessionInfo) GetRevokeReason() string {
 	return ""
 }
 
+func (x *SessionInfo) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetTenantIds() []string {
+	if x != nil {
+		return x.TenantIds
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetAmr() []string {
+	if x != nil {
+		return x.Amr
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetContextNodeId() string {
+	if x != nil {
+		return x.ContextNodeId
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
+}
+
+// AccessClaims are the claims of one access token, decided by the session
+// actor; the edge adds iss, signs and encodes them (times become NumericDate
+// seconds).
+type AccessClaims struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sub           string                 `protobuf:"bytes,1,opt,name=sub,proto3" json:"sub,omitempty"`
+	Tid           string                 `protobuf:"bytes,2,opt,name=tid,proto3" json:"tid,omitempty"`
+	Tids          []string               `protobuf:"bytes,3,rep,name=tids,proto3" json:"tids,omitempty"`
+	Jti           string                 `protobuf:"bytes,4,opt,name=jti,proto3" json:"jti,omitempty"`
+	Amr           []string               `protobuf:"bytes,5,rep,name=amr,proto3" json:"amr,omitempty"`
+	Acr           string                 `protobuf:"bytes,6,opt,name=acr,proto3" json:"acr,omitempty"`
+	ContextNodeId string                 `protobuf:"bytes,7,opt,name=context_node_id,json=contextNodeId,proto3" json:"context_node_id,omitempty"`
+	// aud is the client id.
+	Aud    string   `protobuf:"bytes,8,opt,name=aud,proto3" json:"aud,omitempty"`
+	Scopes []string `protobuf:"bytes,9,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// sid is the session id (RFC 9470 / OIDC back-channel logout).
+	Sid              string `protobuf:"bytes,10,opt,name=sid,proto3" json:"sid,omitempty"`
+	IssuedAtUnixNano int64  `protobuf:"varint,11,opt,name=issued_at_unix_nano,json=issuedAtUnixNano,proto3" json:"issued_at_unix_nano,omitempty"`
+	ExpiresUnixNano  int64  `protobuf:"varint,12,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AccessClaims) Reset() {
+	*x = AccessClaims{}
+	mi := &file_session_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessClaims) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessClaims) ProtoMessage() {}
+
+func (x *AccessClaims) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessClaims.ProtoReflect.Descriptor instead.
+func (*AccessClaims) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AccessClaims) GetSub() string {
+	if x != nil {
+		return x.Sub
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetTid() string {
+	if x != nil {
+		return x.Tid
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetTids() []string {
+	if x != nil {
+		return x.Tids
+	}
+	return nil
+}
+
+func (x *AccessClaims) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetAmr() []string {
+	if x != nil {
+		return x.Amr
+	}
+	return nil
+}
+
+func (x *AccessClaims) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetContextNodeId() string {
+	if x != nil {
+		return x.ContextNodeId
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetAud() string {
+	if x != nil {
+		return x.Aud
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *AccessClaims) GetSid() string {
+	if x != nil {
+		return x.Sid
+	}
+	return ""
+}
+
+func (x *AccessClaims) GetIssuedAtUnixNano() int64 {
+	if x != nil {
+		return x.IssuedAtUnixNano
+	}
+	return 0
+}
+
+func (x *AccessClaims) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
 // RefreshIssued is the reply to CreateSession and RotateRefresh; the secret
-// is only ever sent here, never stored (only its hash is).
+// is only ever sent here, never stored in the clear (only its hash is, and
+// during the grace window a copy sealed under a key only the previous
+// secret yields).
 type RefreshIssued struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       *SessionInfo           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	RefreshSecret []byte                 `protobuf:"bytes,2,opt,name=refresh_secret,json=refreshSecret,proto3" json:"refresh_secret,omitempty"`
+	Access        *AccessClaims          `protobuf:"bytes,3,opt,name=access,proto3" json:"access,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RefreshIssued) Reset() {
 	*x = RefreshIssued{}
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +775,7 @@ func (x *RefreshIssued) String() string {
 func (*RefreshIssued) ProtoMessage() {}
 
 func (x *RefreshIssued) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[7]
+	mi := &file_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +788,7 @@ func (x *RefreshIssued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshIssued.ProtoReflect.Descriptor instead.
 func (*RefreshIssued) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{7}
+	return file_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RefreshIssued) GetSession() *SessionInfo {
@@ -495,6 +805,61 @@ func (x *RefreshIssued) GetRefreshSecret() []byte {
 	return nil
 }
 
+func (x *RefreshIssued) GetAccess() *AccessClaims {
+	if x != nil {
+		return x.Access
+	}
+	return nil
+}
+
+// RefreshReuseDetected answers a RotateRefresh that presented a rotated-away
+// secret outside its grace window: the family is revoked and nothing is
+// issued. The edge answers invalid_grant.
+type RefreshReuseDetected struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *SessionInfo           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshReuseDetected) Reset() {
+	*x = RefreshReuseDetected{}
+	mi := &file_session_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshReuseDetected) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshReuseDetected) ProtoMessage() {}
+
+func (x *RefreshReuseDetected) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshReuseDetected.ProtoReflect.Descriptor instead.
+func (*RefreshReuseDetected) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RefreshReuseDetected) GetSession() *SessionInfo {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// SessionCreated: identity.session.created.v1.
 type SessionCreated struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Subject         string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
@@ -502,13 +867,21 @@ type SessionCreated struct {
 	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	ExpiresUnixNano int64                  `protobuf:"varint,4,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
 	RefreshHash     []byte                 `protobuf:"bytes,5,opt,name=refresh_hash,json=refreshHash,proto3" json:"refresh_hash,omitempty"`
+	Meta            *EventMeta             `protobuf:"bytes,6,opt,name=meta,proto3" json:"meta,omitempty"`
+	Tenant          string                 `protobuf:"bytes,7,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	TenantIds       []string               `protobuf:"bytes,8,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
+	Amr             []string               `protobuf:"bytes,9,rep,name=amr,proto3" json:"amr,omitempty"`
+	Acr             string                 `protobuf:"bytes,10,opt,name=acr,proto3" json:"acr,omitempty"`
+	ContextNodeId   string                 `protobuf:"bytes,11,opt,name=context_node_id,json=contextNodeId,proto3" json:"context_node_id,omitempty"`
+	Scopes          []string               `protobuf:"bytes,12,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	GraceNanos      int64                  `protobuf:"varint,13,opt,name=grace_nanos,json=graceNanos,proto3" json:"grace_nanos,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SessionCreated) Reset() {
 	*x = SessionCreated{}
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +893,7 @@ func (x *SessionCreated) String() string {
 func (*SessionCreated) ProtoMessage() {}
 
 func (x *SessionCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[8]
+	mi := &file_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +906,7 @@ func (x *SessionCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionCreated.ProtoReflect.Descriptor instead.
 func (*SessionCreated) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{8}
+	return file_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionCreated) GetSubject() string {
@@ -571,6 +944,62 @@ func (x *SessionCreated) GetRefreshHash() []byte {
 	return nil
 }
 
+func (x *SessionCreated) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *SessionCreated) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SessionCreated) GetTenantIds() []string {
+	if x != nil {
+		return x.TenantIds
+	}
+	return nil
+}
+
+func (x *SessionCreated) GetAmr() []string {
+	if x != nil {
+		return x.Amr
+	}
+	return nil
+}
+
+func (x *SessionCreated) GetAcr() string {
+	if x != nil {
+		return x.Acr
+	}
+	return ""
+}
+
+func (x *SessionCreated) GetContextNodeId() string {
+	if x != nil {
+		return x.ContextNodeId
+	}
+	return ""
+}
+
+func (x *SessionCreated) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *SessionCreated) GetGraceNanos() int64 {
+	if x != nil {
+		return x.GraceNanos
+	}
+	return 0
+}
+
 type SessionTouched struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
@@ -580,7 +1009,7 @@ type SessionTouched struct {
 
 func (x *SessionTouched) Reset() {
 	*x = SessionTouched{}
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +1021,7 @@ func (x *SessionTouched) String() string {
 func (*SessionTouched) ProtoMessage() {}
 
 func (x *SessionTouched) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[9]
+	mi := &file_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +1034,7 @@ func (x *SessionTouched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTouched.ProtoReflect.Descriptor instead.
 func (*SessionTouched) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{9}
+	return file_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionTouched) GetAtUnixNano() int64 {
@@ -615,18 +1044,22 @@ func (x *SessionTouched) GetAtUnixNano() int64 {
 	return 0
 }
 
+// RefreshRotated is internal (never published).
 type RefreshRotated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
-	RefreshHash   []byte                 `protobuf:"bytes,2,opt,name=refresh_hash,json=refreshHash,proto3" json:"refresh_hash,omitempty"`
-	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AtUnixNano  int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	RefreshHash []byte                 `protobuf:"bytes,2,opt,name=refresh_hash,json=refreshHash,proto3" json:"refresh_hash,omitempty"`
+	Generation  uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// grace is the retry window of the secret just rotated away; absent when
+	// the session's grace is 0.
+	Grace         *RefreshGrace `protobuf:"bytes,4,opt,name=grace,proto3" json:"grace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RefreshRotated) Reset() {
 	*x = RefreshRotated{}
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +1071,7 @@ func (x *RefreshRotated) String() string {
 func (*RefreshRotated) ProtoMessage() {}
 
 func (x *RefreshRotated) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[10]
+	mi := &file_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +1084,7 @@ func (x *RefreshRotated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshRotated.ProtoReflect.Descriptor instead.
 func (*RefreshRotated) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{10}
+	return file_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RefreshRotated) GetAtUnixNano() int64 {
@@ -675,17 +1108,145 @@ func (x *RefreshRotated) GetGeneration() uint64 {
 	return 0
 }
 
+func (x *RefreshRotated) GetGrace() *RefreshGrace {
+	if x != nil {
+		return x.Grace
+	}
+	return nil
+}
+
+// RefreshGrace lets the rotated-away secret fetch its successor again until
+// until_unix_nano, without the successor being stored in the clear.
+type RefreshGrace struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// presented_hash is SHA-256 of the rotated-away secret.
+	PresentedHash []byte `protobuf:"bytes,1,opt,name=presented_hash,json=presentedHash,proto3" json:"presented_hash,omitempty"`
+	// sealed_successor is the successor secret under AES-256-GCM, keyed by
+	// HKDF-SHA256 of the rotated-away secret: nonce || ciphertext || tag.
+	SealedSuccessor []byte        `protobuf:"bytes,2,opt,name=sealed_successor,json=sealedSuccessor,proto3" json:"sealed_successor,omitempty"`
+	UntilUnixNano   int64         `protobuf:"varint,3,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
+	Access          *AccessClaims `protobuf:"bytes,4,opt,name=access,proto3" json:"access,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RefreshGrace) Reset() {
+	*x = RefreshGrace{}
+	mi := &file_session_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshGrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshGrace) ProtoMessage() {}
+
+func (x *RefreshGrace) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshGrace.ProtoReflect.Descriptor instead.
+func (*RefreshGrace) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RefreshGrace) GetPresentedHash() []byte {
+	if x != nil {
+		return x.PresentedHash
+	}
+	return nil
+}
+
+func (x *RefreshGrace) GetSealedSuccessor() []byte {
+	if x != nil {
+		return x.SealedSuccessor
+	}
+	return nil
+}
+
+func (x *RefreshGrace) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
+func (x *RefreshGrace) GetAccess() *AccessClaims {
+	if x != nil {
+		return x.Access
+	}
+	return nil
+}
+
+// RefreshGraceClosed ends the retry window, dropping the sealed successor.
+type RefreshGraceClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshGraceClosed) Reset() {
+	*x = RefreshGraceClosed{}
+	mi := &file_session_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshGraceClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshGraceClosed) ProtoMessage() {}
+
+func (x *RefreshGraceClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_session_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshGraceClosed.ProtoReflect.Descriptor instead.
+func (*RefreshGraceClosed) Descriptor() ([]byte, []int) {
+	return file_session_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RefreshGraceClosed) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+// SessionRevoked: identity.session.revoked.v1. Reasons include
+// "refresh_reuse" and "session_cap".
 type SessionRevoked struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Meta          *EventMeta             `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionRevoked) Reset() {
 	*x = SessionRevoked{}
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +1258,7 @@ func (x *SessionRevoked) String() string {
 func (*SessionRevoked) ProtoMessage() {}
 
 func (x *SessionRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[11]
+	mi := &file_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +1271,7 @@ func (x *SessionRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRevoked.ProtoReflect.Descriptor instead.
 func (*SessionRevoked) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{11}
+	return file_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionRevoked) GetAtUnixNano() int64 {
@@ -727,16 +1288,25 @@ func (x *SessionRevoked) GetReason() string {
 	return ""
 }
 
+func (x *SessionRevoked) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+// SessionExpired: identity.session.expired.v1.
 type SessionExpired struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	Meta          *EventMeta             `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionExpired) Reset() {
 	*x = SessionExpired{}
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +1318,7 @@ func (x *SessionExpired) String() string {
 func (*SessionExpired) ProtoMessage() {}
 
 func (x *SessionExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[12]
+	mi := &file_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +1331,7 @@ func (x *SessionExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionExpired.ProtoReflect.Descriptor instead.
 func (*SessionExpired) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{12}
+	return file_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionExpired) GetAtUnixNano() int64 {
@@ -771,18 +1341,29 @@ func (x *SessionExpired) GetAtUnixNano() int64 {
 	return 0
 }
 
+func (x *SessionExpired) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type SessionState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Exists        bool                   `protobuf:"varint,1,opt,name=exists,proto3" json:"exists,omitempty"`
-	Info          *SessionInfo           `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
-	RefreshHash   []byte                 `protobuf:"bytes,3,opt,name=refresh_hash,json=refreshHash,proto3" json:"refresh_hash,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Exists      bool                   `protobuf:"varint,1,opt,name=exists,proto3" json:"exists,omitempty"`
+	Info        *SessionInfo           `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	RefreshHash []byte                 `protobuf:"bytes,3,opt,name=refresh_hash,json=refreshHash,proto3" json:"refresh_hash,omitempty"`
+	// spent_hashes are SHA-256 of rotated-away secrets, oldest first, bounded:
+	// presenting one is reuse.
+	SpentHashes   [][]byte      `protobuf:"bytes,4,rep,name=spent_hashes,json=spentHashes,proto3" json:"spent_hashes,omitempty"`
+	Grace         *RefreshGrace `protobuf:"bytes,5,opt,name=grace,proto3" json:"grace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1375,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_session_proto_msgTypes[13]
+	mi := &file_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1388,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_session_proto_rawDescGZIP(), []int{13}
+	return file_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SessionState) GetExists() bool {
@@ -831,15 +1412,42 @@ func (x *SessionState) GetRefreshHash() []byte {
 	return nil
 }
 
+func (x *SessionState) GetSpentHashes() [][]byte {
+	if x != nil {
+		return x.SpentHashes
+	}
+	return nil
+}
+
+func (x *SessionState) GetGrace() *RefreshGrace {
+	if x != nil {
+		return x.Grace
+	}
+	return nil
+}
+
 var File_session_proto protoreflect.FileDescriptor
 
 const file_session_proto_rawDesc = "" +
 	"\n" +
-	"\rsession.proto\x12\rward.protocol\"c\n" +
+	"\rsession.proto\x12\rward.protocol\x1a\n" +
+	"user.proto\"\xd7\x02\n" +
 	"\rCreateSession\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x1b\n" +
-	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\"\x0e\n" +
+	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"tenant_ids\x18\x05 \x03(\tR\ttenantIds\x12\x10\n" +
+	"\x03amr\x18\x06 \x03(\tR\x03amr\x12\x10\n" +
+	"\x03acr\x18\a \x01(\tR\x03acr\x12&\n" +
+	"\x0fcontext_node_id\x18\b \x01(\tR\rcontextNodeId\x12\x16\n" +
+	"\x06scopes\x18\t \x03(\tR\x06scopes\x12$\n" +
+	"\vgrace_nanos\x18\n" +
+	" \x01(\x03H\x00R\n" +
+	"graceNanos\x88\x01\x01\x12!\n" +
+	"\fmax_sessions\x18\v \x01(\rR\vmaxSessionsB\x0e\n" +
+	"\f_grace_nanos\"\x0e\n" +
 	"\fTouchSession\":\n" +
 	"\rRotateRefresh\x12)\n" +
 	"\x10presented_secret\x18\x01 \x01(\fR\x0fpresentedSecret\"'\n" +
@@ -847,7 +1455,9 @@ const file_session_proto_rawDesc = "" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\f\n" +
 	"\n" +
 	"GetSession\"\x0f\n" +
-	"\rExpireSession\"\xd6\x02\n" +
+	"\rExpireSession\"\f\n" +
+	"\n" +
+	"CloseGrace\"\x92\x04\n" +
 	"\vSessionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1b\n" +
@@ -859,37 +1469,88 @@ const file_session_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\b \x01(\x04R\n" +
 	"generation\x12#\n" +
-	"\rrevoke_reason\x18\t \x01(\tR\frevokeReason\"l\n" +
+	"\rrevoke_reason\x18\t \x01(\tR\frevokeReason\x12\x16\n" +
+	"\x06tenant\x18\n" +
+	" \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"tenant_ids\x18\v \x03(\tR\ttenantIds\x12\x10\n" +
+	"\x03amr\x18\f \x03(\tR\x03amr\x12\x10\n" +
+	"\x03acr\x18\r \x01(\tR\x03acr\x12&\n" +
+	"\x0fcontext_node_id\x18\x0e \x01(\tR\rcontextNodeId\x12\x16\n" +
+	"\x06scopes\x18\x0f \x03(\tR\x06scopes\x12\x1f\n" +
+	"\vgrace_nanos\x18\x10 \x01(\x03R\n" +
+	"graceNanos\"\xbb\x02\n" +
+	"\fAccessClaims\x12\x10\n" +
+	"\x03sub\x18\x01 \x01(\tR\x03sub\x12\x10\n" +
+	"\x03tid\x18\x02 \x01(\tR\x03tid\x12\x12\n" +
+	"\x04tids\x18\x03 \x03(\tR\x04tids\x12\x10\n" +
+	"\x03jti\x18\x04 \x01(\tR\x03jti\x12\x10\n" +
+	"\x03amr\x18\x05 \x03(\tR\x03amr\x12\x10\n" +
+	"\x03acr\x18\x06 \x01(\tR\x03acr\x12&\n" +
+	"\x0fcontext_node_id\x18\a \x01(\tR\rcontextNodeId\x12\x10\n" +
+	"\x03aud\x18\b \x01(\tR\x03aud\x12\x16\n" +
+	"\x06scopes\x18\t \x03(\tR\x06scopes\x12\x10\n" +
+	"\x03sid\x18\n" +
+	" \x01(\tR\x03sid\x12-\n" +
+	"\x13issued_at_unix_nano\x18\v \x01(\x03R\x10issuedAtUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\f \x01(\x03R\x0fexpiresUnixNano\"\xa1\x01\n" +
 	"\rRefreshIssued\x124\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.ward.protocol.SessionInfoR\asession\x12%\n" +
-	"\x0erefresh_secret\x18\x02 \x01(\fR\rrefreshSecret\"\xc2\x01\n" +
+	"\x0erefresh_secret\x18\x02 \x01(\fR\rrefreshSecret\x123\n" +
+	"\x06access\x18\x03 \x01(\v2\x1b.ward.protocol.AccessClaimsR\x06access\"L\n" +
+	"\x14RefreshReuseDetected\x124\n" +
+	"\asession\x18\x01 \x01(\v2\x1a.ward.protocol.SessionInfoR\asession\"\xac\x03\n" +
 	"\x0eSessionCreated\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12*\n" +
 	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\x12!\n" +
-	"\frefresh_hash\x18\x05 \x01(\fR\vrefreshHash\"2\n" +
+	"\frefresh_hash\x18\x05 \x01(\fR\vrefreshHash\x12,\n" +
+	"\x04meta\x18\x06 \x01(\v2\x18.ward.protocol.EventMetaR\x04meta\x12\x16\n" +
+	"\x06tenant\x18\a \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"tenant_ids\x18\b \x03(\tR\ttenantIds\x12\x10\n" +
+	"\x03amr\x18\t \x03(\tR\x03amr\x12\x10\n" +
+	"\x03acr\x18\n" +
+	" \x01(\tR\x03acr\x12&\n" +
+	"\x0fcontext_node_id\x18\v \x01(\tR\rcontextNodeId\x12\x16\n" +
+	"\x06scopes\x18\f \x03(\tR\x06scopes\x12\x1f\n" +
+	"\vgrace_nanos\x18\r \x01(\x03R\n" +
+	"graceNanos\"2\n" +
 	"\x0eSessionTouched\x12 \n" +
 	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
-	"atUnixNano\"u\n" +
+	"atUnixNano\"\xa8\x01\n" +
 	"\x0eRefreshRotated\x12 \n" +
 	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
 	"atUnixNano\x12!\n" +
 	"\frefresh_hash\x18\x02 \x01(\fR\vrefreshHash\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
-	"generation\"J\n" +
+	"generation\x121\n" +
+	"\x05grace\x18\x04 \x01(\v2\x1b.ward.protocol.RefreshGraceR\x05grace\"\xbd\x01\n" +
+	"\fRefreshGrace\x12%\n" +
+	"\x0epresented_hash\x18\x01 \x01(\fR\rpresentedHash\x12)\n" +
+	"\x10sealed_successor\x18\x02 \x01(\fR\x0fsealedSuccessor\x12&\n" +
+	"\x0funtil_unix_nano\x18\x03 \x01(\x03R\runtilUnixNano\x123\n" +
+	"\x06access\x18\x04 \x01(\v2\x1b.ward.protocol.AccessClaimsR\x06access\"6\n" +
+	"\x12RefreshGraceClosed\x12 \n" +
+	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
+	"atUnixNano\"x\n" +
 	"\x0eSessionRevoked\x12 \n" +
 	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
 	"atUnixNano\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"2\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12,\n" +
+	"\x04meta\x18\x03 \x01(\v2\x18.ward.protocol.EventMetaR\x04meta\"`\n" +
 	"\x0eSessionExpired\x12 \n" +
 	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
-	"atUnixNano\"y\n" +
+	"atUnixNano\x12,\n" +
+	"\x04meta\x18\x02 \x01(\v2\x18.ward.protocol.EventMetaR\x04meta\"\xcf\x01\n" +
 	"\fSessionState\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12.\n" +
 	"\x04info\x18\x02 \x01(\v2\x1a.ward.protocol.SessionInfoR\x04info\x12!\n" +
-	"\frefresh_hash\x18\x03 \x01(\fR\vrefreshHash*\x82\x01\n" +
+	"\frefresh_hash\x18\x03 \x01(\fR\vrefreshHash\x12!\n" +
+	"\fspent_hashes\x18\x04 \x03(\fR\vspentHashes\x121\n" +
+	"\x05grace\x18\x05 \x01(\v2\x1b.ward.protocol.RefreshGraceR\x05grace*\x82\x01\n" +
 	"\rSessionStatus\x12\x1e\n" +
 	"\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x1a\n" +
@@ -909,33 +1570,47 @@ func file_session_proto_rawDescGZIP() []byte {
 }
 
 var file_session_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_session_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_session_proto_goTypes = []any{
-	(SessionStatus)(0),     // 0: ward.protocol.SessionStatus
-	(*CreateSession)(nil),  // 1: ward.protocol.CreateSession
-	(*TouchSession)(nil),   // 2: ward.protocol.TouchSession
-	(*RotateRefresh)(nil),  // 3: ward.protocol.RotateRefresh
-	(*RevokeSession)(nil),  // 4: ward.protocol.RevokeSession
-	(*GetSession)(nil),     // 5: ward.protocol.GetSession
-	(*ExpireSession)(nil),  // 6: ward.protocol.ExpireSession
-	(*SessionInfo)(nil),    // 7: ward.protocol.SessionInfo
-	(*RefreshIssued)(nil),  // 8: ward.protocol.RefreshIssued
-	(*SessionCreated)(nil), // 9: ward.protocol.SessionCreated
-	(*SessionTouched)(nil), // 10: ward.protocol.SessionTouched
-	(*RefreshRotated)(nil), // 11: ward.protocol.RefreshRotated
-	(*SessionRevoked)(nil), // 12: ward.protocol.SessionRevoked
-	(*SessionExpired)(nil), // 13: ward.protocol.SessionExpired
-	(*SessionState)(nil),   // 14: ward.protocol.SessionState
+	(SessionStatus)(0),           // 0: ward.protocol.SessionStatus
+	(*CreateSession)(nil),        // 1: ward.protocol.CreateSession
+	(*TouchSession)(nil),         // 2: ward.protocol.TouchSession
+	(*RotateRefresh)(nil),        // 3: ward.protocol.RotateRefresh
+	(*RevokeSession)(nil),        // 4: ward.protocol.RevokeSession
+	(*GetSession)(nil),           // 5: ward.protocol.GetSession
+	(*ExpireSession)(nil),        // 6: ward.protocol.ExpireSession
+	(*CloseGrace)(nil),           // 7: ward.protocol.CloseGrace
+	(*SessionInfo)(nil),          // 8: ward.protocol.SessionInfo
+	(*AccessClaims)(nil),         // 9: ward.protocol.AccessClaims
+	(*RefreshIssued)(nil),        // 10: ward.protocol.RefreshIssued
+	(*RefreshReuseDetected)(nil), // 11: ward.protocol.RefreshReuseDetected
+	(*SessionCreated)(nil),       // 12: ward.protocol.SessionCreated
+	(*SessionTouched)(nil),       // 13: ward.protocol.SessionTouched
+	(*RefreshRotated)(nil),       // 14: ward.protocol.RefreshRotated
+	(*RefreshGrace)(nil),         // 15: ward.protocol.RefreshGrace
+	(*RefreshGraceClosed)(nil),   // 16: ward.protocol.RefreshGraceClosed
+	(*SessionRevoked)(nil),       // 17: ward.protocol.SessionRevoked
+	(*SessionExpired)(nil),       // 18: ward.protocol.SessionExpired
+	(*SessionState)(nil),         // 19: ward.protocol.SessionState
+	(*EventMeta)(nil),            // 20: ward.protocol.EventMeta
 }
 var file_session_proto_depIdxs = []int32{
-	0, // 0: ward.protocol.SessionInfo.status:type_name -> ward.protocol.SessionStatus
-	7, // 1: ward.protocol.RefreshIssued.session:type_name -> ward.protocol.SessionInfo
-	7, // 2: ward.protocol.SessionState.info:type_name -> ward.protocol.SessionInfo
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: ward.protocol.SessionInfo.status:type_name -> ward.protocol.SessionStatus
+	8,  // 1: ward.protocol.RefreshIssued.session:type_name -> ward.protocol.SessionInfo
+	9,  // 2: ward.protocol.RefreshIssued.access:type_name -> ward.protocol.AccessClaims
+	8,  // 3: ward.protocol.RefreshReuseDetected.session:type_name -> ward.protocol.SessionInfo
+	20, // 4: ward.protocol.SessionCreated.meta:type_name -> ward.protocol.EventMeta
+	15, // 5: ward.protocol.RefreshRotated.grace:type_name -> ward.protocol.RefreshGrace
+	9,  // 6: ward.protocol.RefreshGrace.access:type_name -> ward.protocol.AccessClaims
+	20, // 7: ward.protocol.SessionRevoked.meta:type_name -> ward.protocol.EventMeta
+	20, // 8: ward.protocol.SessionExpired.meta:type_name -> ward.protocol.EventMeta
+	8,  // 9: ward.protocol.SessionState.info:type_name -> ward.protocol.SessionInfo
+	15, // 10: ward.protocol.SessionState.grace:type_name -> ward.protocol.RefreshGrace
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_session_proto_init() }
@@ -943,13 +1618,15 @@ func file_session_proto_init() {
 	if File_session_proto != nil {
 		return
 	}
+	file_user_proto_init()
+	file_session_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_proto_rawDesc), len(file_session_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -129,8 +129,13 @@ func TestSeeds(t *testing.T) {
 			t.Errorf("no %s in %d seeds: the workload or the fault model lost its teeth", c.what, seeds)
 		}
 	}
-	if ws.RotateStale.OK+ws.RotateForged.OK != 0 {
-		t.Errorf("stale or forged secrets accepted without a violation being counted")
+	// A stale secret may be answered without an error (its successor again
+	// within the grace window, or reuse detected); the checker vets both.
+	if ws.RotateStale.OK == 0 {
+		t.Errorf("no stale rotation answered (grace replay or reuse) in %d seeds", seeds)
+	}
+	if ws.RotateForged.OK != 0 {
+		t.Errorf("forged secrets accepted without a violation being counted")
 	}
 }
 

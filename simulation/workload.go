@@ -1,10 +1,12 @@
 package simulation
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -358,6 +360,17 @@ func (l *workload) send(req *request) {
 		if s.revokeTick == 0 {
 			s.revokeTick = w.tick
 		}
+	case opRotateStale:
+		// Presenting a rotated-away secret is reuse, which revokes.
+		if s.revokeTick == 0 {
+			s.revokeTick = w.tick
+		}
+	case opRotate:
+		// After an unanswered rotation the newest acknowledged secret may
+		// be rotated away already: past the grace window that is reuse.
+		if (req.ambiguousAtSend > 0 || req.secretLostAtSend) && s.revokeTick == 0 {
+			s.revokeTick = w.tick
+		}
 	}
 	to := actors.Identity{Kind: w.cfg.Kind.Name, ID: s.id}
 	w.tr(fmt.Sprintf("send #%d %s %s %s", req.id, req.client.name, to, msgText(req.msg)))
@@ -589,6 +602,10 @@ func (l *workload) checkRotate(req *request, msg protocol.Message, err error) {
 		}
 		return
 	}
+	if reuse, ok := msg.(*protocol.RefreshReuseDetected); ok {
+		l.checkReuse(req, reuse.GetSession())
+		return
+	}
 	ri, ok := msg.(*protocol.RefreshIssued)
 	if !ok {
 		l.unexpected(req, msg, err)
@@ -600,6 +617,12 @@ func (l *workload) checkRotate(req *request, msg protocol.Message, err error) {
 		w.violate("%s: forged refresh secret accepted (generation %d)", s.id, gen)
 		return
 	case req.presented < req.latest:
+		// Within the grace window a rotated-away secret gets its own
+		// successor again, byte for byte, and nothing else.
+		if s.isSuccessor(req.presented, ri.GetRefreshSecret(), gen) {
+			l.checkInfo(req, ri.GetSession())
+			return
+		}
 		w.violate("%s: superseded refresh secret of generation %d accepted after generation %d was acknowledged",
 			s.id, s.secrets[req.presented].gen, s.secrets[req.latest].gen)
 		return
@@ -617,6 +640,35 @@ func (l *workload) checkRotate(req *request, msg protocol.Message, err error) {
 	s.secrets = append(s.secrets, issuedSecret{secret: ri.GetRefreshSecret(), gen: gen})
 	s.ambiguousRot = 0
 	s.secretLost = false
+}
+
+// isSuccessor reports whether secret is the acknowledged successor (the
+// next generation) of the secret at index presented.
+func (s *sessModel) isSuccessor(presented int, secret []byte, gen uint64) bool {
+	want := s.secrets[presented].gen + 1
+	for _, x := range s.secrets[presented+1:] {
+		if x.gen == want && gen == want && bytes.Equal(x.secret, secret) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkReuse handles a rotation refused as reuse: only a secret that may
+// have been rotated away can cause it, and the session is then revoked.
+func (l *workload) checkReuse(req *request, info *protocol.SessionInfo) {
+	w, s := l.w, req.sess
+	mayBeStale := req.op == opRotateStale || req.op == opRotate && (req.ambiguousAtSend > 0 || req.secretLostAtSend)
+	if !mayBeStale {
+		w.violate("%s: %s #%d of a current secret reported as reuse", s.id, req.op, req.id)
+		return
+	}
+	if info.GetStatus() != protocol.SessionStatus_SESSION_STATUS_REVOKED || info.GetRevokeReason() != session.ReasonReuse {
+		w.violate("%s: reuse answered status %s reason %q", s.id, info.GetStatus(), info.GetRevokeReason())
+		return
+	}
+	l.checkInfo(req, info)
+	l.checkTerminal(req, info.GetStatus())
 }
 
 func (l *workload) checkTouch(req *request, msg protocol.Message, err error) {

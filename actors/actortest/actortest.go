@@ -27,6 +27,9 @@ type Harness struct {
 	actors  map[string]*hosted
 	// LastReply is the first reply of the most recent successful step.
 	LastReply protocol.Message
+	// LastSends are the sends of the most recent successful step, so a test
+	// can deliver them to another harness as a host would.
+	LastSends []actors.Send
 }
 
 type hosted struct {
@@ -54,8 +57,18 @@ func (h *Harness) Actor(id string) actors.Actor { return h.get(id).actor }
 
 // Step delivers msg to the actor id and returns the effects as text.
 func (h *Harness) Step(id string, msg protocol.Message) string {
+	return h.step(id, nil, msg)
+}
+
+// StepFrom is Step for a message another actor sent.
+func (h *Harness) StepFrom(from actors.Identity, id string, msg protocol.Message) string {
+	return h.step(id, &from, msg)
+}
+
+func (h *Harness) step(id string, from *actors.Identity, msg protocol.Message) string {
+	h.LastSends = nil
 	a := h.get(id)
-	env := actors.Env{Now: h.Now, Entropy: h.entropy, Self: actors.Identity{Kind: h.Kind.Name, ID: id}}
+	env := actors.Env{Now: h.Now, Entropy: h.entropy, Self: actors.Identity{Kind: h.Kind.Name, ID: id}, Sender: from}
 	fx, err := actors.Step(a.actor, env, msg)
 	if err != nil {
 		return fmt.Sprintf("error %s: %s\n", actors.CodeOf(err), err)
@@ -74,6 +87,7 @@ func (h *Harness) Step(id string, msg protocol.Message) string {
 	if len(fx.Replies) > 0 {
 		h.LastReply = fx.Replies[0]
 	}
+	h.LastSends = fx.Sends
 	return FormatEffects(fx)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/actors/session"
+	"github.com/wardhq/ward/actors/usersessions"
 	"github.com/wardhq/ward/cluster"
 	"github.com/wardhq/ward/edge/admin"
 	"github.com/wardhq/ward/edge/ops"
@@ -56,7 +57,7 @@ type nodeConfig struct {
 }
 
 // kinds are the actor kinds every node hosts.
-var kinds = []actors.Kind{session.Kind, register.Kind}
+var kinds = []actors.Kind{session.Kind, usersessions.Kind, register.Kind}
 
 // node is one running Ward node: storage, cluster node, HTTP edge.
 type node struct {

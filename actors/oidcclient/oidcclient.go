@@ -1,0 +1,162 @@
+// Package oidcclient holds the rules for OAuth 2.0 / OpenID Connect clients:
+// what a valid registration is, how a secret is checked, and which grants
+// and scopes a client may use. Clients live in the meta group's key state
+// (KeyPrefix + id); the edge reads them and asks these functions, so that
+// the decisions stay in the domain.
+package oidcclient
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/wardhq/ward/protocol"
+)
+
+// KeyPrefix is where clients live in the meta key state.
+const KeyPrefix = "oidc/clients/"
+
+// Key is the meta key of client id.
+func Key(id string) string { return KeyPrefix + id }
+
+// Grant types a client may be registered for.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+)
+
+// SecretLen is the length of a generated secret in bytes (256 bits).
+const SecretLen = 32
+
+// Bounds.
+const (
+	MaxIDLen        = 128
+	MaxRedirectURIs = 32
+	MaxURILen       = 2048
+	MaxScopes       = 64
+)
+
+// NewSecret draws a client secret from entropy and returns it (base64url,
+// shown to the operator once) with the hash to store.
+func NewSecret(entropy io.Reader) (secret string, hash []byte, err error) {
+	b := make([]byte, SecretLen)
+	if _, err := io.ReadFull(entropy, b); err != nil {
+		return "", nil, fmt.Errorf("client secret: %w", err)
+	}
+	secret = base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(secret))
+	return secret, h[:], nil
+}
+
+// HashSecret is the stored form of secret.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// VerifySecret reports whether secret is c's, in constant time. Public
+// clients have no secret and never verify.
+func VerifySecret(c *protocol.OIDCClient, secret string) bool {
+	if c.GetPublic() || len(c.GetSecretSha256()) != sha256.Size || secret == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(h[:], c.GetSecretSha256()) == 1
+}
+
+// AllowsGrant reports whether c is registered for grant.
+func AllowsGrant(c *protocol.OIDCClient, grant string) bool {
+	return slices.Contains(c.GetGrantTypes(), grant)
+}
+
+// AllowsScope reports whether c may ask for scope. openid is every
+// client's; offline_access needs the refresh_token grant.
+func AllowsScope(c *protocol.OIDCClient, scope string) bool {
+	switch scope {
+	case "openid":
+		return true
+	case "offline_access":
+		return AllowsGrant(c, GrantRefreshToken)
+	}
+	return slices.Contains(c.GetScopes(), scope)
+}
+
+// Validate checks a registration before it is stored.
+func Validate(c *protocol.OIDCClient) error {
+	if c == nil {
+		return fmt.Errorf("client: nil")
+	}
+	if c.GetId() == "" || len(c.GetId()) > MaxIDLen || strings.ContainsAny(c.GetId(), "/ \t\r\n") {
+		return fmt.Errorf("client id must be 1 to %d bytes without '/' or spaces", MaxIDLen)
+	}
+	if c.GetPublic() == (len(c.GetSecretSha256()) != 0) {
+		if c.GetPublic() {
+			return fmt.Errorf("client %s: a public client has no secret", c.GetId())
+		}
+		if len(c.GetKeys()) == 0 {
+			return fmt.Errorf("client %s: a confidential client needs a secret or a key", c.GetId())
+		}
+	}
+	if len(c.GetSecretSha256()) != 0 && len(c.GetSecretSha256()) != sha256.Size {
+		return fmt.Errorf("client %s: secret hash is %d bytes, want %d", c.GetId(), len(c.GetSecretSha256()), sha256.Size)
+	}
+	if len(c.GetGrantTypes()) == 0 {
+		return fmt.Errorf("client %s: no grant types", c.GetId())
+	}
+	for _, g := range c.GetGrantTypes() {
+		switch g {
+		case GrantAuthorizationCode, GrantRefreshToken, GrantJWTBearer:
+		case GrantClientCredentials:
+			if c.GetPublic() {
+				return fmt.Errorf("client %s: a public client cannot use client_credentials", c.GetId())
+			}
+		default:
+			return fmt.Errorf("client %s: unknown grant type %q", c.GetId(), g)
+		}
+	}
+	if AllowsGrant(c, GrantAuthorizationCode) && len(c.GetRedirectUris()) == 0 {
+		return fmt.Errorf("client %s: authorization_code needs a redirect URI", c.GetId())
+	}
+	if len(c.GetRedirectUris()) > MaxRedirectURIs || len(c.GetPostLogoutRedirectUris()) > MaxRedirectURIs {
+		return fmt.Errorf("client %s: at most %d redirect URIs", c.GetId(), MaxRedirectURIs)
+	}
+	for _, u := range append(slices.Clone(c.GetRedirectUris()), c.GetPostLogoutRedirectUris()...) {
+		if err := validRedirect(u, c.GetDevMode()); err != nil {
+			return fmt.Errorf("client %s: %w", c.GetId(), err)
+		}
+	}
+	if len(c.GetScopes()) > MaxScopes {
+		return fmt.Errorf("client %s: at most %d scopes", c.GetId(), MaxScopes)
+	}
+	return nil
+}
+
+// validRedirect: absolute, no fragment (RFC 6749 §3.1.2), https unless
+// loopback (RFC 8252 §7.3) or dev mode. Matching is exact elsewhere; this
+// only refuses what could never be safe.
+func validRedirect(raw string, dev bool) error {
+	if raw == "" || len(raw) > MaxURILen {
+		return fmt.Errorf("redirect URI must be 1 to %d bytes", MaxURILen)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || (u.Scheme == "http" || u.Scheme == "https") && u.Host == "" {
+		return fmt.Errorf("redirect URI %q is not absolute", raw)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("redirect URI %q has a fragment", raw)
+	}
+	if u.Scheme == "http" && !dev {
+		h := u.Hostname()
+		if h != "localhost" && h != "::1" && !strings.HasPrefix(h, "127.") {
+			return fmt.Errorf("redirect URI %q: http only for loopback", raw)
+		}
+	}
+	return nil
+}

@@ -369,10 +369,14 @@ func (x *SaveAuthCode) GetCodeHash() []byte {
 
 // RedeemAuthCode spends the code. The first redemption with the right code
 // is answered AuthRequestInfo; any later one AuthCodeReused (and the
-// request is marked so).
+// request is marked so). With check_only an unspent code is only checked,
+// not spent: the token endpoint checks the code before it has
+// authenticated the client and verified PKCE, and spends it only for an
+// exchange that passed both, so a forged attempt cannot burn a code.
 type RedeemAuthCode struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CodeHash      []byte                 `protobuf:"bytes,1,opt,name=code_hash,json=codeHash,proto3" json:"code_hash,omitempty"`
+	CheckOnly     bool                   `protobuf:"varint,2,opt,name=check_only,json=checkOnly,proto3" json:"check_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +416,13 @@ func (x *RedeemAuthCode) GetCodeHash() []byte {
 		return x.CodeHash
 	}
 	return nil
+}
+
+func (x *RedeemAuthCode) GetCheckOnly() bool {
+	if x != nil {
+		return x.CheckOnly
+	}
+	return false
 }
 
 // RecordAuthSession remembers a session started from the request's code.
@@ -1094,9 +1105,11 @@ const file_authrequest_proto_rawDesc = "" +
 	"\x03amr\x18\x02 \x03(\tR\x03amr\x12\x10\n" +
 	"\x03acr\x18\x03 \x01(\tR\x03acr\"+\n" +
 	"\fSaveAuthCode\x12\x1b\n" +
-	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\"-\n" +
+	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\"L\n" +
 	"\x0eRedeemAuthCode\x12\x1b\n" +
-	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\"2\n" +
+	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\x12\x1d\n" +
+	"\n" +
+	"check_only\x18\x02 \x01(\bR\tcheckOnly\"2\n" +
 	"\x11RecordAuthSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x8c\x03\n" +

@@ -175,6 +175,10 @@ func (a *Actor) redeem(ctx actors.Context, m *protocol.RedeemAuthCode) error {
 	if a.state.GetExpired() {
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_NOT_FOUND, "authorization request %s expired", a.id)
 	}
+	if m.GetCheckOnly() {
+		ctx.Reply(a.info())
+		return nil
+	}
 	ctx.Persist(&protocol.AuthCodeRedeemed{AtUnixNano: ctx.Now().UnixNano()})
 	out := a.info()
 	out.Redeemed = true

@@ -20,6 +20,7 @@ import (
 //	complete id=ID subject=S [amr=pwd,otp] [acr=L1]
 //	save id=ID code=C         stores sha256(C)
 //	redeem id=ID code=C
+//	check id=ID code=C        redeem with check_only
 //	session id=ID sid=S
 //	advance d=DURATION        moves the harness clock
 //	fire id=ID                delivers the expiry timer
@@ -73,6 +74,8 @@ func TestStories(t *testing.T) {
 				return h.Step(id, &protocol.SaveAuthCode{CodeHash: hash(arg("code", ""))})
 			case "redeem":
 				return h.Step(id, &protocol.RedeemAuthCode{CodeHash: hash(arg("code", ""))})
+			case "check":
+				return h.Step(id, &protocol.RedeemAuthCode{CodeHash: hash(arg("code", "")), CheckOnly: true})
 			case "session":
 				return h.Step(id, &protocol.RecordAuthSession{SessionId: arg("sid", "")})
 			case "advance":

@@ -26,6 +26,9 @@ func invalid(format string, args ...any) error {
 }
 
 // parseID splits the actor id "<tenant>/<user-uuid>".
+// ID is the actor id of user uuid (its token subject) in tenant.
+func ID(tenant, uuid string) string { return tenant + "/" + uuid }
+
 func parseID(id string) (tenant, uuid string, err error) {
 	tenant, uuid, ok := strings.Cut(id, "/")
 	if !ok || emailindex.ValidTenant(tenant) != nil || !emailindex.ValidUUID(uuid) {

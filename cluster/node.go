@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 
+	"github.com/wardhq/ward/actors/keyring"
 	"github.com/wardhq/ward/cluster/membership"
 	"github.com/wardhq/ward/cluster/meta"
 	"github.com/wardhq/ward/cluster/partition"
@@ -77,6 +78,12 @@ type NodeConfig struct {
 	Raft *raft.Config
 	// Version is advertised in gossip.
 	Version string
+	// KeyPolicy is the signing keys' rotation policy, run by the meta
+	// leader; zero fields take keyring.DefaultPolicy's values.
+	KeyPolicy keyring.Policy
+	// KeyGen makes signing keys; nil means RSA-2048 and P-256 keys from
+	// the system's randomness.
+	KeyGen keyring.KeyGen
 }
 
 // Node is one member of a Ward cluster.
@@ -93,6 +100,9 @@ type Node struct {
 
 	slots     []*slot
 	collector *nodeCollector
+	keyGen    keyring.KeyGen
+	keys      keysCache
+	keysPoke  chan struct{}
 
 	mu        sync.Mutex
 	member    string // this host's member id once started
@@ -155,6 +165,9 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 	if cfg.Host.Logger == nil {
 		cfg.Host.Logger = slog.Default()
 	}
+	if err := checkKeyPolicy(cfg.KeyPolicy); err != nil {
+		return nil, fmt.Errorf("cluster: signing keys: %w", err)
+	}
 	log := cfg.Host.Logger.With("component", "node") // the caller names the node (cmd/ward adds "node")
 
 	inc, err := localIdentity(cfg.Store.DB(), cfg.Name, cfg.Partitions)
@@ -172,6 +185,11 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		progress:    make(map[string]map[int]uint64),
 		fatalCh:     make(chan struct{}),
 		stop:        make(chan struct{}),
+		keyGen:      cfg.KeyGen,
+		keysPoke:    make(chan struct{}, 1),
+	}
+	if n.keyGen == nil {
+		n.keyGen = generateKey
 	}
 	for p := range cfg.Partitions {
 		n.slots = append(n.slots, &slot{id: uint32(p)})
@@ -255,10 +273,11 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		}
 	}
 
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.every(reconcileEvery, nil, n.formAndLead)
 	go n.reconcileLoop()
 	go n.every(announceEvery, nil, n.announce)
+	go n.keysLoop()
 	return n, nil
 }
 

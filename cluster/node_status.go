@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -264,9 +265,25 @@ const maxAdminAnswer = 8 << 20
 // not nil); it also returns the raw body. The caller's context bounds it.
 // `ward cluster` uses it, and nodes use it with each other.
 func AdminCall(ctx context.Context, method, base, path string, into any) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+	return AdminCallJSON(ctx, method, base, path, nil, into)
+}
+
+// AdminCallJSON is AdminCall with body (when not nil) sent as JSON.
+func AdminCallJSON(ctx context.Context, method, base, path string, body, into any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -666,10 +666,15 @@ func (x *MetaSetAssignment) GetAssignment() []*PartitionAssignment {
 	return nil
 }
 
+// MetaPut sets key to value. With expect_value set it is a compare-and-set:
+// it applies only if the key's current value is exactly expect_value (an
+// absent key counts as empty) and fails with a stale error otherwise, so a
+// writer that read an old value loses instead of overwriting a newer one.
 type MetaPut struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	ExpectValue   []byte                 `protobuf:"bytes,3,opt,name=expect_value,json=expectValue,proto3,oneof" json:"expect_value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +719,13 @@ func (x *MetaPut) GetKey() string {
 func (x *MetaPut) GetValue() []byte {
 	if x != nil {
 		return x.Value
+	}
+	return nil
+}
+
+func (x *MetaPut) GetExpectValue() []byte {
+	if x != nil {
+		return x.ExpectValue
 	}
 	return nil
 }
@@ -823,10 +835,12 @@ const file_meta_proto_rawDesc = "" +
 	"\x0eexpect_version\x18\x01 \x01(\x04R\rexpectVersion\x12B\n" +
 	"\n" +
 	"assignment\x18\x02 \x03(\v2\".ward.protocol.PartitionAssignmentR\n" +
-	"assignment\"1\n" +
+	"assignment\"j\n" +
 	"\aMetaPut\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\x1e\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12&\n" +
+	"\fexpect_value\x18\x03 \x01(\fH\x00R\vexpectValue\x88\x01\x01B\x0f\n" +
+	"\r_expect_value\"\x1e\n" +
 	"\n" +
 	"MetaDelete\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key*\x90\x01\n" +
@@ -901,6 +915,7 @@ func file_meta_proto_init() {
 		(*MetaCommand_Put)(nil),
 		(*MetaCommand_Delete)(nil),
 	}
+	file_meta_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

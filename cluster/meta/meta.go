@@ -11,6 +11,7 @@
 package meta
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -328,6 +329,9 @@ func apply(s *protocol.MetaState, cmd *protocol.MetaCommand) error {
 		k, v := c.Put.GetKey(), c.Put.GetValue()
 		if k == "" || len(k) > MaxKeyLen || len(v) > MaxValueLen {
 			return fmt.Errorf("%w: key of %d bytes or value of %d bytes out of bounds", ErrInvalid, len(k), len(v))
+		}
+		if c.Put.ExpectValue != nil && !bytes.Equal(s.Kv[k], c.Put.ExpectValue) {
+			return fmt.Errorf("%w: key %q", ErrStale, k)
 		}
 		if s.Kv == nil {
 			s.Kv = make(map[string][]byte)

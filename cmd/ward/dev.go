@@ -19,11 +19,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/keyring"
 	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/actors/usersessions"
 	"github.com/wardhq/ward/cluster"
 	"github.com/wardhq/ward/edge/admin"
+	"github.com/wardhq/ward/edge/jwks"
 	"github.com/wardhq/ward/edge/ops"
 	"github.com/wardhq/ward/edge/registers"
 	"github.com/wardhq/ward/persistence"
@@ -50,6 +52,9 @@ type nodeConfig struct {
 	BootstrapExpect int
 	DeadAfter       time.Duration
 	GossipKey       []byte
+	// Signing keys (see keyring.Policy); zero takes the defaults.
+	KeyRotation   time.Duration
+	TokenLifetime time.Duration
 	// WaitReady bounds how long startNode waits for every partition to
 	// have a leader; 0 returns at once (a cluster node waiting for peers).
 	WaitReady time.Duration
@@ -138,6 +143,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 		GossipKey:       cfg.GossipKey,
 		DeadAfter:       cfg.DeadAfter,
 		Version:         version,
+		KeyPolicy:       keyring.Policy{RotateEvery: cfg.KeyRotation, MaxTokenLifetime: cfg.TokenLifetime},
 	})
 	if err != nil {
 		n.close(context.Background())
@@ -157,6 +163,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 		mux := http.NewServeMux()
 		mux.Handle("/cluster/", admin.Handler(part))
 		mux.Handle("/v1/registers/", registers.Handler(part))
+		mux.Handle(jwks.Path, jwks.Handler(part, jwks.Options{MaxAge: jwksMaxAge(cfg.TokenLifetime)}))
 		mux.Handle("/", ops.Handler(checks, reg))
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { n.httpDone <- n.http.Serve(n.listener) }()
@@ -242,6 +249,9 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 				return err
 			}
 			cfg.Logger = log
+			if err := checkKeyFlags(cfg); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cfg.Replicas = 1
@@ -252,7 +262,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			}
 			base := "http://" + n.listener.Addr().String()
 			log.Info("ward dev is up", "data", cfg.DataDir, "healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
-			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  data:    %s\n", base, base, base, base, cfg.DataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  jwks:    %s%s\n  data:    %s\n", base, base, base, base, base, jwks.Path, cfg.DataDir)
 			return n.serve(ctx, log)
 		},
 	}
@@ -263,6 +273,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 	f.IntVar(&cfg.SnapshotEvery, "snapshot-every", 100, "snapshot an actor's state every N events")
 	f.IntVar(&cfg.Partitions, "partitions", cluster.DefaultPartitions, "Raft partitions holding the actors' state (fixed when the data directory is created)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addKeyFlags(f, &cfg)
 	return cmd
 }
 

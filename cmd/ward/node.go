@@ -72,6 +72,9 @@ a node started with another value is refused.`,
 			if cfg.Replicas < 1 || cfg.Replicas > 7 {
 				return fmt.Errorf("--replicas %d: want 1..7", cfg.Replicas)
 			}
+			if err := checkKeyFlags(cfg); err != nil {
+				return err
+			}
 			if gossipKey != "" {
 				k, err := base64.StdEncoding.DecodeString(gossipKey)
 				if err != nil {
@@ -108,6 +111,7 @@ a node started with another value is refused.`,
 	f.DurationVar(&cfg.PassivateAfter, "passivate-after", 5*time.Minute, "stop an actor after this long idle")
 	f.IntVar(&cfg.SnapshotEvery, "snapshot-every", 100, "snapshot an actor's state every N events")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addKeyFlags(f, &cfg)
 	return cmd
 }
 
@@ -126,7 +130,7 @@ func newClusterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st cluster.Status
-			body, err := adminRequest(cmd.Context(), http.MethodGet, server, cluster.StatusPath, &st)
+			body, err := adminRequest(cmd.Context(), http.MethodGet, server, cluster.StatusPath, nil, &st)
 			if err != nil {
 				return err
 			}
@@ -146,7 +150,7 @@ func newClusterCmd() *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				_, err := adminRequest(cmd.Context(), http.MethodPost, server, path+"?name="+url.QueryEscape(args[0]), nil)
+				_, err := adminRequest(cmd.Context(), http.MethodPost, server, path+"?name="+url.QueryEscape(args[0]), nil, nil)
 				if err != nil {
 					return err
 				}
@@ -161,9 +165,10 @@ func newClusterCmd() *cobra.Command {
 	return root
 }
 
-// adminRequest calls a node's admin endpoint; a problem-details answer
-// becomes an error with its title and detail.
-func adminRequest(ctx context.Context, method, server, path string, into any) ([]byte, error) {
+// adminRequest calls a node's admin endpoint, with body (when not nil) as
+// JSON; a problem-details answer becomes an error with its title and
+// detail.
+func adminRequest(ctx context.Context, method, server, path string, body, into any) ([]byte, error) {
 	server = strings.TrimRight(server, "/")
 	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
 		server = "http://" + server
@@ -173,7 +178,7 @@ func adminRequest(ctx context.Context, method, server, path string, into any) ([
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	body, err := cluster.AdminCall(ctx, method, server, path, into)
+	answer, err := cluster.AdminCallJSON(ctx, method, server, path, body, into)
 	var ae *cluster.AdminError
 	switch {
 	case errors.As(err, &ae) && ae.Problem:
@@ -183,7 +188,7 @@ func adminRequest(ctx context.Context, method, server, path string, into any) ([
 	case err != nil:
 		return nil, fmt.Errorf("cannot reach %s: %w", server, err)
 	}
-	return body, nil
+	return answer, nil
 }
 
 func printStatus(w io.Writer, st *cluster.Status) {

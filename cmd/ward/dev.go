@@ -19,14 +19,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/authrequest"
+	"github.com/wardhq/ward/actors/emailindex"
 	"github.com/wardhq/ward/actors/keyring"
 	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/actors/session"
+	"github.com/wardhq/ward/actors/tenant"
+	"github.com/wardhq/ward/actors/user"
 	"github.com/wardhq/ward/actors/usersessions"
+	"github.com/wardhq/ward/actors/usertenants"
 	"github.com/wardhq/ward/cluster"
 	"github.com/wardhq/ward/edge/admin"
 	"github.com/wardhq/ward/edge/jwks"
 	"github.com/wardhq/ward/edge/ops"
+	"github.com/wardhq/ward/edge/password"
 	"github.com/wardhq/ward/edge/registers"
 	"github.com/wardhq/ward/persistence"
 )
@@ -55,6 +61,12 @@ type nodeConfig struct {
 	// Signing keys (see keyring.Policy); zero takes the defaults.
 	KeyRotation   time.Duration
 	TokenLifetime time.Duration
+	// OpenID Connect provider (edge/oidc).
+	Issuer       string        // "" means http://<http address> (development)
+	RefreshGrace time.Duration // a lost refresh answer can be retried this long
+	// Demo seeds the demo tenant, users and clients and writes
+	// <data>/demo.json (ward dev only).
+	Demo bool
 	// WaitReady bounds how long startNode waits for every partition to
 	// have a leader; 0 returns at once (a cluster node waiting for peers).
 	WaitReady time.Duration
@@ -62,11 +74,15 @@ type nodeConfig struct {
 }
 
 // kinds are the actor kinds every node hosts.
-var kinds = []actors.Kind{session.Kind, usersessions.Kind, register.Kind}
+var kinds = []actors.Kind{
+	session.Kind, usersessions.Kind, register.Kind, authrequest.Kind, user.Kind, emailindex.Kind, tenant.Kind, usertenants.Kind,
+}
 
 // node is one running Ward node: storage, cluster node, HTTP edge.
 type node struct {
 	cfg      nodeConfig
+	hasher   *password.Hasher
+	oidc     *lazyHandler
 	store    *persistence.Store
 	host     *cluster.Host
 	part     *cluster.Node
@@ -92,7 +108,12 @@ func startNode(cfg nodeConfig) (*node, error) {
 		}
 		return nil, fmt.Errorf("open storage in %s: %w", cfg.DataDir, err)
 	}
-	n := &node{cfg: cfg, store: store, httpDone: make(chan error, 1)}
+	hasher, err := password.New(password.Config{Registerer: reg})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("password hasher: %w", err)
+	}
+	n := &node{cfg: cfg, store: store, hasher: hasher, oidc: &lazyHandler{}, httpDone: make(chan error, 1)}
 	// The HTTP listener comes first: its address is advertised to the
 	// other members.
 	if cfg.HTTPAddr != "" {
@@ -164,9 +185,23 @@ func startNode(cfg nodeConfig) (*node, error) {
 		mux.Handle("/cluster/", admin.Handler(part))
 		mux.Handle("/v1/registers/", registers.Handler(part))
 		mux.Handle(jwks.Path, jwks.Handler(part, jwks.Options{MaxAge: jwksMaxAge(cfg.TokenLifetime)}))
+		mountOIDC(mux, n.oidc)
 		mux.Handle("/", ops.Handler(checks, reg))
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { n.httpDone <- n.http.Serve(n.listener) }()
+	}
+	if n.listener != nil {
+		// The provider needs the cluster's provider secret, which the meta
+		// leader creates once the cluster has formed: build it in the
+		// background and answer 503 until then.
+		go func() {
+			h, err := newOIDC(context.Background(), part, hasher, httpAddr, oidcOptions{Issuer: cfg.Issuer, Tenant: cfg.tenant(), RefreshGrace: cfg.RefreshGrace}, log)
+			if err != nil {
+				log.Error("OpenID Connect provider not started", "err", err)
+				return
+			}
+			n.oidc.set(h)
+		}()
 	}
 	if cfg.WaitReady > 0 {
 		deadline := time.Now().Add(cfg.WaitReady)
@@ -256,13 +291,25 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			defer stop()
 			cfg.Replicas = 1
 			cfg.WaitReady = 60 * time.Second
+			cfg.Demo = true
 			n, err := startNode(cfg)
 			if err != nil {
 				return err
 			}
 			base := "http://" + n.listener.Addr().String()
+			issuer := cfg.Issuer
+			if issuer == "" {
+				issuer = base
+			}
+			demo, err := n.seedDemo(ctx, issuer)
+			if err != nil {
+				_ = n.close(context.Background())
+				return fmt.Errorf("demo data: %w", err)
+			}
+			log.Info("demo data", "file", filepath.Join(cfg.DataDir, "demo.json"), "tenant", demo.Tenant, "users", len(demo.Users), "clients", len(demo.Clients))
 			log.Info("ward dev is up", "data", cfg.DataDir, "healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
-			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  jwks:    %s%s\n  data:    %s\n", base, base, base, base, base, jwks.Path, cfg.DataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  jwks:    %s%s\n  oidc:    %s/.well-known/openid-configuration\n  demo:    %s (users, passwords, clients)\n  data:    %s\n",
+				base, base, base, base, base, jwks.Path, issuer, filepath.Join(cfg.DataDir, "demo.json"), cfg.DataDir)
 			return n.serve(ctx, log)
 		},
 	}
@@ -274,6 +321,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 	f.IntVar(&cfg.Partitions, "partitions", cluster.DefaultPartitions, "Raft partitions holding the actors' state (fixed when the data directory is created)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addKeyFlags(f, &cfg)
+	addOIDCFlags(f, &cfg)
 	return cmd
 }
 

@@ -112,6 +112,7 @@ a node started with another value is refused.`,
 	f.IntVar(&cfg.SnapshotEvery, "snapshot-every", 100, "snapshot an actor's state every N events")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addKeyFlags(f, &cfg)
+	addOIDCFlags(f, &cfg)
 	return cmd
 }
 

@@ -1,0 +1,262 @@
+package oidc
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/authrequest"
+	"github.com/wardhq/ward/actors/emailindex"
+	"github.com/wardhq/ward/actors/user"
+	"github.com/wardhq/ward/edge/password"
+	"github.com/wardhq/ward/protocol"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+const (
+	csrfCookie   = "ward_csrf"
+	maxLoginForm = 16 << 10
+	// maxPassword bounds what is hashed: argon2 takes any length, an
+	// attacker's megabyte password should not reach it.
+	maxPassword = 1024
+	maxEmail    = 254
+)
+
+// login serves /login: the password form of an authorization request.
+type login struct {
+	cfg      *Config
+	st       *storage
+	callback func(context.Context, string) string
+	csrfKey  [32]byte
+	secure   bool
+}
+
+func newLogin(cfg *Config, st *storage, callback func(context.Context, string) string) (*login, error) {
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: issuer: %w", err)
+	}
+	// Secure cookies need https; browsers treat loopback http as secure
+	// too, so only a plain-http non-loopback dev issuer goes without.
+	h := u.Hostname()
+	secure := u.Scheme == "https" || h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.")
+	return &login{cfg: cfg, st: st, callback: callback, csrfKey: cfg.subKey("csrf"), secure: secure}, nil
+}
+
+type loginPage struct {
+	Nonce, Action, ID, CSRF, Client, Email, Error string
+}
+
+func (l *login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		l.show(w, r)
+	case http.MethodPost:
+		l.submit(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		l.message(w, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.", "")
+	}
+}
+
+func (l *login) show(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("authRequestID")
+	ar, err := l.request(r.Context(), id)
+	if err != nil {
+		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		return
+	}
+	// A fresh CSRF secret per form, bound to this request by the MAC.
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		l.message(w, http.StatusInternalServerError, "Error", "Please try again.", "")
+		return
+	}
+	secret := base64.RawURLEncoding.EncodeToString(raw)
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: secret, Path: "/login", HttpOnly: true, Secure: l.secure,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(l.cfg.AuthRequestTTL / time.Second)})
+	l.render(w, http.StatusOK, ar, loginPage{ID: id, CSRF: l.csrfToken(secret, id), Client: ar.GetData().GetClientId(),
+		Email: r.URL.Query().Get("login_hint")})
+}
+
+func (l *login) csrfToken(secret, id string) string {
+	m := hmac.New(sha256.New, l.csrfKey[:])
+	m.Write([]byte(secret + "|" + id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (l *login) request(ctx context.Context, id string) (*protocol.AuthRequestInfo, error) {
+	if uuid.Validate(id) != nil {
+		return nil, errors.New("malformed authorization request id")
+	}
+	m, err := l.cfg.Actors.Request(ctx, authrequest.KindName, id, &protocol.GetAuthRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return m.(*protocol.AuthRequestInfo), nil
+}
+
+func (l *login) submit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
+	if err := r.ParseForm(); err != nil {
+		l.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "")
+		return
+	}
+	id := r.PostForm.Get("authRequestID")
+	c, err := r.Cookie(csrfCookie)
+	if err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(l.csrfToken(c.Value, id))) {
+		l.message(w, http.StatusForbidden, "Form expired", "This form was not issued for this browser, or it expired. Go back and sign in again.", "")
+		return
+	}
+	ar, err := l.request(r.Context(), id)
+	if err != nil {
+		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		return
+	}
+	email := strings.TrimSpace(r.PostForm.Get("email"))
+	pw := r.PostForm.Get("password")
+	page := loginPage{ID: id, CSRF: r.PostForm.Get("csrf"), Client: ar.GetData().GetClientId(), Email: email}
+	if email == "" || len(email) > maxEmail || pw == "" || len(pw) > maxPassword {
+		page.Error = "Enter your e-mail address and password."
+		l.render(w, http.StatusBadRequest, ar, page)
+		return
+	}
+	subject, err := l.authenticate(r.Context(), email, pw)
+	if err != nil {
+		var busy *password.BusyError
+		var locked *lockedError
+		switch {
+		case errors.As(err, &busy):
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, busy.RetryAfter().Round(time.Second).Seconds()))))
+			page.Error = "We are busy right now; please try again in a moment."
+			l.render(w, http.StatusServiceUnavailable, ar, page)
+		case errors.As(err, &locked):
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, locked.retry.Round(time.Second).Seconds()))))
+			page.Error = "Too many failed attempts. This account is locked for a while; try again later."
+			l.render(w, http.StatusTooManyRequests, ar, page)
+		case errors.Is(err, errBadCredentials):
+			page.Error = "The e-mail address or password is not right."
+			l.render(w, http.StatusUnauthorized, ar, page)
+		default:
+			l.cfg.Logger.Error("login failed", "err", err)
+			page.Error = "Something went wrong; please try again."
+			l.render(w, http.StatusInternalServerError, ar, page)
+		}
+		return
+	}
+	_, err = l.cfg.Actors.Request(r.Context(), authrequest.KindName, id, &protocol.CompleteAuthRequest{Subject: subject, Amr: []string{"pwd"}, Acr: "L1"})
+	if err != nil {
+		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		return
+	}
+	http.Redirect(w, r, l.callback(r.Context(), id), http.StatusSeeOther)
+}
+
+var errBadCredentials = errors.New("bad credentials")
+
+type lockedError struct{ retry time.Duration }
+
+func (e *lockedError) Error() string { return "account locked" }
+
+// authenticate checks e-mail and password. Unknown addresses cost the same
+// hash as known ones, and get the same answer.
+func (l *login) authenticate(ctx context.Context, email, pw string) (string, error) {
+	m, err := l.cfg.Actors.Request(ctx, emailindex.KindName, emailindex.ID(l.cfg.Tenant, email), &protocol.EmailLookup{})
+	if err != nil {
+		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_NOT_FOUND || actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
+			if derr := l.cfg.Passwords.VerifyDummy(ctx, pw); derr != nil {
+				return "", derr
+			}
+			return "", errBadCredentials
+		}
+		return "", fmt.Errorf("look up e-mail: %w", err)
+	}
+	uid := m.(*protocol.EmailHolder).GetUserId()
+	actor := user.ID(l.cfg.Tenant, uid)
+	m, err = l.cfg.Actors.Request(ctx, user.KindName, actor, &protocol.GetCredentials{})
+	if err != nil {
+		return "", fmt.Errorf("credentials: %w", err)
+	}
+	cred := m.(*protocol.UserCredentials)
+	if cred.GetLock().GetLocked() {
+		return "", &lockedError{retry: time.Duration(cred.GetLock().GetRetryAfterNanos())}
+	}
+	if cred.GetPhc() == "" || cred.GetState() != protocol.UserState_USER_STATE_ACTIVE {
+		if derr := l.cfg.Passwords.VerifyDummy(ctx, pw); derr != nil {
+			return "", derr
+		}
+		return "", errBadCredentials
+	}
+	ok, _, err := l.cfg.Passwords.Verify(ctx, cred.GetPhc(), pw)
+	if err != nil {
+		return "", err
+	}
+	m, err = l.cfg.Actors.Request(ctx, user.KindName, actor, &protocol.RecordLogin{Success: ok})
+	if err != nil {
+		return "", fmt.Errorf("record login: %w", err)
+	}
+	if st := m.(*protocol.LoginStatus); !st.GetAccepted() {
+		return "", &lockedError{retry: time.Duration(st.GetLock().GetRetryAfterNanos())}
+	}
+	if !ok {
+		return "", errBadCredentials
+	}
+	return uid, nil
+}
+
+func (l *login) nonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawStdEncoding.EncodeToString(b)
+}
+
+// render shows the login form. Its CSP allows posting to ourselves and
+// following the redirect chain to the client's redirect URI (Chromium
+// applies form-action to redirects after a form submission).
+func (l *login) render(w http.ResponseWriter, status int, ar *protocol.AuthRequestInfo, p loginPage) {
+	p.Nonce = l.nonce()
+	p.Action = l.cfg.loginPath
+	formTo := "'self'"
+	if u, err := url.Parse(ar.GetData().GetRedirectUri()); err == nil && u.Scheme != "" {
+		formTo += " " + u.Scheme + "://" + u.Host
+	}
+	l.page(w, status, "login.html", p.Nonce, formTo, p)
+}
+
+func (l *login) message(w http.ResponseWriter, status int, title, msg, _ string) {
+	n := l.nonce()
+	l.page(w, status, "message.html", n, "'none'", map[string]string{"Title": title, "Message": msg, "Nonce": n})
+}
+
+func (l *login) loggedOut(w http.ResponseWriter, r *http.Request) {
+	l.message(w, http.StatusOK, "Signed out", "You are signed out.", "")
+}
+
+func (l *login) page(w http.ResponseWriter, status int, name, nonce, formAction string, data any) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(status)
+	if err := templates.ExecuteTemplate(w, name, data); err != nil {
+		l.cfg.Logger.Error("render page", "page", name, "err", err)
+	}
+}

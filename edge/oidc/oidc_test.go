@@ -1,0 +1,270 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/authrequest"
+	"github.com/wardhq/ward/actors/emailindex"
+	"github.com/wardhq/ward/actors/oidcclient"
+	"github.com/wardhq/ward/actors/session"
+	"github.com/wardhq/ward/actors/user"
+	"github.com/wardhq/ward/actors/usersessions"
+	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/edge/password"
+	"github.com/wardhq/ward/persistence"
+	"github.com/wardhq/ward/protocol"
+)
+
+const testSecret = "s3cret-s3cret-s3cret-s3cret-s3cret"
+
+// provider runs the handler over a real one-node cluster (pebble, raft,
+// the actors) with two clients registered in its meta key state.
+type testProvider struct {
+	srv  *httptest.Server
+	node *cluster.Node
+}
+
+var (
+	shared     *testProvider
+	sharedOnce sync.Once
+	sharedErr  error
+)
+
+// newTestProvider starts one provider per test binary: the node takes a
+// few seconds to start and to generate its RSA keys.
+func newTestProvider(t testing.TB) *testProvider {
+	t.Helper()
+	sharedOnce.Do(func() { shared, sharedErr = startTestProvider() })
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func startTestProvider() (*testProvider, error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, err := osMkdirTemp()
+	if err != nil {
+		return nil, err
+	}
+	store, err := persistence.Open(dir, persistence.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	n, err := cluster.StartNode(cluster.NodeConfig{
+		Store: store, Partitions: 4,
+		Host: cluster.Config{
+			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind},
+			Logger:     log,
+			Registerer: prometheus.NewRegistry(),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !n.Ready() || !n.Meta().IsLeader() {
+		if time.Now().After(deadline) {
+			return nil, errString("node not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx := context.Background()
+	for _, c := range []*protocol.OIDCClient{
+		{Id: "web", Public: true, RedirectUris: []string{"http://127.0.0.1:9/cb"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
+		{Id: "svc", SecretSha256: oidcclient.HashSecret(testSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}},
+	} {
+		b, _ := proto.Marshal(c)
+		if err := n.PutMetaValue(ctx, oidcclient.Key(c.Id), b); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		if _, err := n.KeySet(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errString("no signing keys")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hasher, err := password.New(password.Config{Params: password.Params{Memory: 8 << 10, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+	if err != nil {
+		return nil, err
+	}
+	p := &testProvider{node: n}
+	var handler http.Handler
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	var secret [32]byte
+	copy(secret[:], "0123456789abcdef0123456789abcdef")
+	handler, err = New(Config{Issuer: p.srv.URL, Insecure: true, Actors: n, Meta: n, Keys: n, Passwords: hasher, Secret: secret, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func (p *testProvider) token(t testing.TB, form url.Values, user, pass string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := p.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("token endpoint answered %d non-JSON: %q", resp.StatusCode, b)
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+func TestDiscovery(t *testing.T) {
+	p := newTestProvider(t)
+	resp, err := p.srv.Client().Get(p.srv.URL + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d["issuer"] != p.srv.URL || !strings.Contains(toJSON(d["code_challenge_methods_supported"]), "S256") ||
+		!strings.Contains(toJSON(d["grant_types_supported"]), "client_credentials") {
+		t.Fatalf("discovery: %v", d)
+	}
+	if resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("security headers missing: %v", resp.Header)
+	}
+}
+
+func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestTokenErrors: each RFC 6749 §5.2 error, in its JSON shape, and
+// nothing issued.
+func TestTokenErrors(t *testing.T) {
+	p := newTestProvider(t)
+	for _, tc := range []struct {
+		name       string
+		form       url.Values
+		user, pass string
+		want       string
+	}{
+		{"no grant type", url.Values{}, "svc", testSecret, "invalid_request"},
+		{"unknown grant", url.Values{"grant_type": {"password"}}, "svc", testSecret, "unsupported_grant_type"},
+		{"bad secret", url.Values{"grant_type": {"client_credentials"}}, "svc", "wrong", "invalid_client"},
+		{"unknown client", url.Values{"grant_type": {"client_credentials"}}, "nobody", "x", "invalid_client"},
+		{"scope", url.Values{"grant_type": {"client_credentials"}, "scope": {"root"}}, "svc", testSecret, "invalid_scope"},
+		{"public client credentials", url.Values{"grant_type": {"client_credentials"}, "client_id": {"web"}}, "", "", "invalid_client"},
+		{"refresh grant not allowed", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x.y"}}, "svc", testSecret, "unauthorized_client"},
+		{"garbage code", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"web"}, "redirect_uri": {"http://127.0.0.1:9/cb"}, "code_verifier": {strings.Repeat("a", 43)}}, "", "", "invalid_grant"},
+		{"garbage refresh", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"abc"}, "client_id": {"web"}}, "", "", "invalid_grant"},
+	} {
+		code, out, h := p.token(t, tc.form, tc.user, tc.pass)
+		if out["error"] != tc.want || code < 400 || code > 401 || out["access_token"] != nil {
+			t.Errorf("%s: %d %v, want %s", tc.name, code, out, tc.want)
+		}
+		if !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+			t.Errorf("%s: content type %q", tc.name, h.Get("Content-Type"))
+		}
+	}
+	code, out, h := p.token(t, url.Values{"grant_type": {"client_credentials"}, "scope": {"vitals.read"}}, "svc", testSecret)
+	if code != 200 || out["token_type"] != "Bearer" || out["access_token"] == nil || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("client_credentials: %d %v %v", code, out, h)
+	}
+}
+
+// TestLoginFormRefusals: the login page refuses a POST without its CSRF
+// pair, an unknown request, and an oversized form, changing nothing.
+func TestLoginFormRefusals(t *testing.T) {
+	p := newTestProvider(t)
+	post := func(form url.Values, cookie string) int {
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if cookie != "" {
+			req.Header.Set("Cookie", csrfCookie+"="+cookie)
+		}
+		resp, err := p.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	id := "0b8c5f3e-5d1c-4c7e-9a43-3f1d3f1e2a10"
+	if c := post(url.Values{"authRequestID": {id}, "email": {"a@b.c"}, "password": {"x"}}, ""); c != http.StatusForbidden {
+		t.Errorf("no CSRF: %d", c)
+	}
+	if c := post(url.Values{"authRequestID": {id}, "csrf": {"forged"}, "email": {"a@b.c"}, "password": {"x"}}, "cookie"); c != http.StatusForbidden {
+		t.Errorf("forged CSRF: %d", c)
+	}
+	if c := post(url.Values{"authRequestID": {id}, "pad": {strings.Repeat("x", maxLoginForm)}}, ""); c != http.StatusBadRequest {
+		t.Errorf("oversized form: %d", c)
+	}
+	resp, err := p.srv.Client().Get(p.srv.URL + "/login?authRequestID=" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Errorf("unknown request: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// FuzzTokenEndpoint: whatever the body, the token endpoint answers JSON
+// with a 2xx or 4xx status, and never issues a token to an unauthenticated
+// caller.
+func FuzzTokenEndpoint(f *testing.F) {
+	for _, s := range []string{"grant_type=client_credentials", "grant_type=authorization_code&code=x", "grant_type=refresh_token&refresh_token=a.b",
+		"grant_type=%zz", "grant_type=client_credentials&client_id=svc&client_secret=nope", "", "a=b&a=c&&&", "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=e30.e30.x"} {
+		f.Add(s)
+	}
+	p := newTestProvider(f)
+	f.Fuzz(func(t *testing.T, body string) {
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/oauth/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := p.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%q: non-JSON answer %d %q", body, resp.StatusCode, b)
+		}
+		if resp.StatusCode >= 500 {
+			t.Fatalf("%q: server error %d %v", body, resp.StatusCode, out)
+		}
+		if out["access_token"] != nil && !strings.Contains(body, testSecret) {
+			t.Fatalf("%q: a token without credentials: %v", body, out)
+		}
+	})
+}
+
+func osMkdirTemp() (string, error) { return os.MkdirTemp("", "ward-oidc-test-") }

@@ -1,0 +1,196 @@
+// Package oidc is Ward's OpenID Connect provider edge: zitadel/oidc's op
+// serves the protocol (discovery, authorize, token, userinfo,
+// introspection, revocation, end_session, JWKS), its Storage is Ward's
+// actors and key state (storage.go), and the login page (login.go) is ours.
+//
+// Paths (all under the issuer):
+//
+//	/.well-known/openid-configuration   discovery
+//	/authorize, /authorize/callback     authorization code + PKCE (S256)
+//	/oauth/token                        authorization_code, refresh_token,
+//	                                    client_credentials, JWT bearer
+//	/userinfo, /oauth/introspect, /revoke, /end_session, /keys
+//	/login                              the password login form
+//
+// Access tokens are RS256 JWTs with Ward's claims (tid tids amr acr
+// context_node_id sid); refresh tokens are the session actor's
+// "<session>.<secret>" and rotate on every use.
+package oidc
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+
+	"github.com/wardhq/ward/edge/password"
+	"github.com/wardhq/ward/protocol"
+)
+
+// Requester sends one message to one actor and returns its reply.
+type Requester interface {
+	Request(ctx context.Context, kind, id string, msg protocol.Message) (protocol.Message, error)
+}
+
+// MetaKV reads the meta group's key state (client registrations).
+type MetaKV interface {
+	MetaValue(key string) ([]byte, bool)
+}
+
+// KeySource is the signing key state.
+type KeySource interface {
+	KeySet() (*protocol.KeySet, error)
+}
+
+// Config configures the provider.
+type Config struct {
+	// Issuer is the external URL, e.g. https://id.example.com; http only
+	// with Insecure (development).
+	Issuer   string
+	Insecure bool
+	Actors   Requester
+	Meta     MetaKV
+	Keys     KeySource
+	// Passwords verifies login passwords (admission-controlled argon2id).
+	Passwords *password.Hasher
+	// Secret keys the provider's own MACs and op's code encryption; the
+	// same 32 bytes on every node (from the meta key state).
+	Secret [32]byte
+	// Tenant is the tenant logins and sessions belong to until tenant
+	// selection comes with multi-tenant login.
+	Tenant string
+
+	AuthRequestTTL     time.Duration // default 10m
+	AccessTTL          time.Duration // service-account tokens; default 15m
+	RefreshTTL         time.Duration // default 8h
+	RefreshGrace       time.Duration // default 10s; negative disables
+	MaxSessionsPerUser int           // default 10
+
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	loginPath string
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Config) defaults() error {
+	if c.Issuer == "" || c.Actors == nil || c.Meta == nil || c.Keys == nil || c.Passwords == nil {
+		return errors.New("oidc: Issuer, Actors, Meta, Keys and Passwords are required")
+	}
+	if c.Secret == ([32]byte{}) {
+		return errors.New("oidc: Secret is required")
+	}
+	if !c.Insecure && !strings.HasPrefix(c.Issuer, "https://") {
+		return fmt.Errorf("oidc: issuer %q is not https (set Insecure for development)", c.Issuer)
+	}
+	if c.Tenant == "" {
+		c.Tenant = "default"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.AuthRequestTTL, 10*time.Minute)
+	def(&c.AccessTTL, 15*time.Minute)
+	def(&c.RefreshTTL, 8*time.Hour)
+	def(&c.RefreshGrace, 10*time.Second)
+	if c.RefreshGrace < 0 {
+		c.RefreshGrace = 0
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.loginPath = strings.TrimSuffix(c.Issuer, "/") + "/login"
+	return nil
+}
+
+// subKey derives a purpose-specific key from the provider secret, so that
+// no two uses share a key.
+func (c *Config) subKey(purpose string) [32]byte {
+	m := hmac.New(sha256.New, c.Secret[:])
+	m.Write([]byte("ward/oidc/" + purpose))
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// New returns the provider's HTTP handler. Mount it at the issuer's root.
+func New(cfg Config) (http.Handler, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	codeKey := cfg.subKey("codes")
+	// One AES-256-GCM instance encrypts codes (op) and decrypts them
+	// (storage.AuthRequestByCode): the code names its request.
+	codes := op.NewAES256GCMCrypto(codeKey, "ward-codes-1")
+	st := &storage{cfg: &cfg, crypto: codes}
+	opts := []op.Option{op.WithLogger(cfg.Logger), op.WithCrypto(codes)}
+	if cfg.Insecure {
+		opts = append(opts, op.WithAllowInsecure())
+	}
+	provider, err := op.NewProvider(&op.Config{
+		CryptoKey:                codeKey,
+		CodeMethodS256:           true,
+		AuthMethodPost:           true,
+		AuthMethodPrivateKeyJWT:  true,
+		GrantTypeRefreshToken:    true,
+		SupportedUILocales:       []language.Tag{language.English},
+		DefaultLogoutRedirectURI: "/logged-out",
+	}, st, op.StaticIssuer(cfg.Issuer), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: provider: %w", err)
+	}
+	l, err := newLogin(&cfg, st, op.AuthCallbackURL(provider))
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/login", l)
+	mux.HandleFunc("GET /logged-out", l.loggedOut)
+	mux.Handle("/", provider)
+	return securityHeaders(mux), nil
+}
+
+// Paths lists the path prefixes the provider serves, for the node's mux.
+var Paths = []string{
+	"/.well-known/openid-configuration", "/authorize", "/authorize/", "/oauth/", "/userinfo",
+	"/revoke", "/end_session", "/keys", "/login", "/logged-out",
+}
+
+// securityHeaders sets what every provider answer carries: no framing, no
+// sniffing, no referrer leaking codes, no caching of token answers.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		// RFC 6749 §5.1: token answers must not be cached.
+		if strings.HasPrefix(r.URL.Path, "/oauth/") || r.URL.Path == "/userinfo" {
+			h.Set("Cache-Control", "no-store")
+			h.Set("Pragma", "no-cache")
+		}
+		if h.Get("Content-Security-Policy") == "" {
+			h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		}
+		next.ServeHTTP(w, r)
+	})
+}

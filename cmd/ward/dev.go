@@ -303,6 +303,11 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			}
 			demo, err := n.seedDemo(ctx, issuer)
 			if err != nil {
+				if ctx.Err() != nil {
+					// Stopped while seeding: the plan is kept and the next
+					// start finishes it.
+					return n.serve(ctx, log)
+				}
 				_ = n.close(context.Background())
 				return fmt.Errorf("demo data: %w", err)
 			}

@@ -2,6 +2,9 @@ package oidc
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -35,8 +40,9 @@ const testSecret = "s3cret-s3cret-s3cret-s3cret-s3cret"
 // provider runs the handler over a real one-node cluster (pebble, raft,
 // the actors) with two clients registered in its meta key state.
 type testProvider struct {
-	srv  *httptest.Server
-	node *cluster.Node
+	srv    *httptest.Server
+	node   *cluster.Node
+	hasher *password.Hasher
 }
 
 var (
@@ -86,7 +92,7 @@ func startTestProvider() (*testProvider, error) {
 	}
 	ctx := context.Background()
 	for _, c := range []*protocol.OIDCClient{
-		{Id: "web", Public: true, RedirectUris: []string{"http://127.0.0.1:9/cb"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
+		{Id: "web", Public: true, DevMode: true, RedirectUris: []string{"http://127.0.0.1:9/cb"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
 		{Id: "svc", SecretSha256: oidcclient.HashSecret(testSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}},
 	} {
 		b, _ := proto.Marshal(c)
@@ -107,7 +113,7 @@ func startTestProvider() (*testProvider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &testProvider{node: n}
+	p := &testProvider{node: n, hasher: hasher}
 	var handler http.Handler
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	var secret [32]byte
@@ -268,3 +274,186 @@ func FuzzTokenEndpoint(f *testing.F) {
 }
 
 func osMkdirTemp() (string, error) { return os.MkdirTemp("", "ward-oidc-test-") }
+
+// registerUser creates an active user with a password in the default
+// tenant, the way a registration does.
+func registerUser(t *testing.T, p *testProvider, email, pw string) string {
+	t.Helper()
+	ctx := context.Background()
+	sub := uuidString(t)
+	id := user.ID("default", sub)
+	if _, err := p.node.Request(ctx, emailindex.KindName, emailindex.ID("default", email), &protocol.EmailReserve{UserId: sub}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.node.Request(ctx, user.KindName, id, &protocol.RegisterUser{FirstName: "Ada", LastName: "Test", Phone: "+4930123456", Email: email})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.node.Request(ctx, user.KindName, id, &protocol.VerifyEmail{Token: m.(*protocol.UserRegistration).GetEmailVerification().GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = p.node.Request(ctx, user.KindName, id, &protocol.StartPhoneVerification{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.node.Request(ctx, user.KindName, id, &protocol.VerifyPhone{Code: m.(*protocol.PhoneVerificationIssued).GetCode()}); err != nil {
+		t.Fatal(err)
+	}
+	phc, err := p.hasher.Hash(ctx, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.node.Request(ctx, user.KindName, id, &protocol.SetPassword{Phc: phc}); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+// loginForm starts an authorization request and opens its login form,
+// returning the form's fields and the CSRF cookie.
+func loginForm(t *testing.T, p *testProvider) (url.Values, *http.Cookie) {
+	t.Helper()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	q := url.Values{"client_id": {"web"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}, "state": {"s"}}
+	resp, err := noFollow.Get(p.srv.URL + "/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get("authRequestID") == "" {
+		t.Fatalf("authorize: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = noFollow.Get(p.srv.URL + "/login?" + loc.RawQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == csrfCookie {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login form cookie: %+v", cookie)
+	}
+	csrf := between(string(body), `name="csrf" value="`, `"`)
+	return url.Values{"authRequestID": {loc.Query().Get("authRequestID")}, "csrf": {csrf}}, cookie
+}
+
+func between(s, a, b string) string {
+	_, rest, ok := strings.Cut(s, a)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, b)
+	return v
+}
+
+// TestLoginLockout: five wrong passwords lock the account; then even the
+// right password is refused with 429 and Retry-After, and an unknown
+// address is refused exactly like a wrong password.
+func TestLoginLockout(t *testing.T) {
+	p := newTestProvider(t)
+	registerUser(t, p, "lock@example.test", "correct horse battery staple")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	try := func(email, pw string) (int, http.Header) {
+		form, cookie := loginForm(t, p)
+		form.Set("email", email)
+		form.Set("password", pw)
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(cookie)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	if code, _ := try("nobody@example.test", "whatever"); code != http.StatusUnauthorized {
+		t.Fatalf("unknown address: %d, want 401 like a wrong password", code)
+	}
+	for i := range user.LockAfter {
+		if code, _ := try("lock@example.test", "wrong"); code != http.StatusUnauthorized && !(i == user.LockAfter-1 && code == http.StatusTooManyRequests) {
+			t.Fatalf("failure %d: %d", i+1, code)
+		}
+	}
+	code, h := try("lock@example.test", "correct horse battery staple")
+	if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Fatalf("right password on a locked account: %d Retry-After %q", code, h.Get("Retry-After"))
+	}
+	// A fresh account signs in and is sent back to the provider's callback.
+	registerUser(t, p, "ok@example.test", "correct horse battery staple")
+	code, h = try("ok@example.test", "correct horse battery staple")
+	if code != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "/authorize/callback?id=") {
+		t.Fatalf("good login: %d %q", code, h.Get("Location"))
+	}
+}
+
+func uuidString(t *testing.T) string {
+	t.Helper()
+	return uuid.NewString()
+}
+
+// TestJWTProfileServiceAccount: a service account with a registered public
+// key gets a token with a signed assertion (RFC 7523); a wrong key, a
+// wrong audience and an expired assertion are invalid_grant.
+func TestJWTProfileServiceAccount(t *testing.T) {
+	p := newTestProvider(t)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubJWK, err := (&jose.JSONWebKey{Key: &priv.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &protocol.OIDCClient{Id: "sa", GrantTypes: []string{oidcclient.GrantJWTBearer}, Scopes: []string{"vitals.read"},
+		Keys: []*protocol.OIDCClientKey{{Kid: "k1", JwkJson: pubJWK}}}
+	if err := oidcclient.Validate(c); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.Marshal(c)
+	if err := p.node.PutMetaValue(context.Background(), oidcclient.Key("sa"), b); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	assertion := func(key *ecdsa.PrivateKey, aud string, exp time.Time) string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims, _ := json.Marshal(map[string]any{"iss": "sa", "sub": "sa", "aud": aud, "iat": time.Now().Unix(), "exp": exp.Unix()})
+		obj, err := signer.Sign(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := obj.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	grant := func(a string) (int, map[string]any) {
+		code, out, _ := p.token(t, url.Values{"grant_type": {oidcclient.GrantJWTBearer}, "assertion": {a}, "scope": {"vitals.read"}}, "", "")
+		return code, out
+	}
+	code, out := grant(assertion(priv, p.srv.URL, time.Now().Add(time.Minute)))
+	if code != 200 || out["access_token"] == nil {
+		t.Fatalf("JWT profile: %d %v", code, out)
+	}
+	for name, a := range map[string]string{
+		"another key":    assertion(other, p.srv.URL, time.Now().Add(time.Minute)),
+		"wrong audience": assertion(priv, "https://elsewhere.example", time.Now().Add(time.Minute)),
+		"expired":        assertion(priv, p.srv.URL, time.Now().Add(-time.Hour)),
+		"garbage":        "e30.e30.AAAA",
+	} {
+		if code, out := grant(a); code != 400 || out["error"] != "invalid_grant" && out["error"] != "invalid_request" {
+			t.Errorf("%s: %d %v", name, code, out)
+		}
+	}
+}

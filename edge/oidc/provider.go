@@ -21,6 +21,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 
@@ -166,7 +169,62 @@ func New(cfg Config) (http.Handler, error) {
 	mux.Handle("/login", l)
 	mux.HandleFunc("GET /logged-out", l.loggedOut)
 	mux.Handle("/", provider)
-	return securityHeaders(mux), nil
+	return securityHeaders(tokenGuard(mux)), nil
+}
+
+// maxTokenForm bounds a token, introspection or revocation request body.
+const maxTokenForm = 64 << 10
+
+// tokenGuard bounds the body of the OAuth endpoints and refuses a JWT
+// bearer grant whose assertion is not a compact JWS of JSON objects before
+// op sees it: op answers such input with a server_error, and bad input is
+// the client's error (RFC 7523 §3.1: invalid_grant).
+func tokenGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/oauth/") && r.URL.Path != "/revoke" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
+		if r.Method == http.MethodPost && r.URL.Path == "/oauth/token" {
+			if err := r.ParseForm(); err != nil {
+				oauthError(w, "invalid_request", "the request body could not be read")
+				return
+			}
+			if r.PostForm.Get("grant_type") == string(zoidc.GrantTypeBearer) && !isCompactJWS(r.PostForm.Get("assertion")) {
+				oauthError(w, "invalid_grant", "assertion is not a signed JWT")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isCompactJWS: three base64url parts, the first two JSON objects.
+func isCompactJWS(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || parts[2] == "" {
+		return false
+	}
+	for _, p := range parts[:2] {
+		b, err := base64.RawURLEncoding.DecodeString(p)
+		if err != nil {
+			return false
+		}
+		var obj map[string]any
+		if json.Unmarshal(b, &obj) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// oauthError writes an RFC 6749 §5.2 error.
+func oauthError(w http.ResponseWriter, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 
 // Paths lists the path prefixes the provider serves, for the node's mux.

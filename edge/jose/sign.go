@@ -143,6 +143,11 @@ func Sign(key *SigningKey, typ string, claims any) (string, error) {
 	return string(buf), nil
 }
 
+// SignInput signs a JWS signing input (base64url header "." base64url
+// payload) and returns the JOSE-format signature, for JOSE libraries that
+// build the token themselves and take an external signer.
+func (k *SigningKey) SignInput(input []byte) ([]byte, error) { return k.sign(input) }
+
 func (k *SigningKey) sign(input []byte) ([]byte, error) {
 	digest := sha256.Sum256(input)
 	sig, err := k.signer.Sign(rand.Reader, digest[:], crypto.SHA256)

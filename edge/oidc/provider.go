@@ -77,6 +77,10 @@ type Config struct {
 	RefreshGrace       time.Duration // default 10s; negative disables
 	MaxSessionsPerUser int           // default 10
 
+	// SigningAlg signs ID and access tokens: RS256 (default, what every
+	// relying party supports) or ES256.
+	SigningAlg protocol.KeyAlg
+
 	Logger *slog.Logger
 	Now    func() time.Time
 
@@ -88,6 +92,13 @@ func (c *Config) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+func (c *Config) signingAlg() protocol.KeyAlg {
+	if c.SigningAlg == protocol.KeyAlg_KEY_ALG_UNSPECIFIED {
+		return protocol.KeyAlg_KEY_ALG_RS256
+	}
+	return c.SigningAlg
 }
 
 func (c *Config) defaults() error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -32,6 +33,41 @@ import (
 type storage struct {
 	cfg    *Config
 	crypto op.Crypto // op's code encryption: the code carries the request id
+
+	// signers caches parsed signing keys by kid: parsing PKCS#8 (and, with
+	// OpenSSL, building its key object) per token would cost more than
+	// the signature.
+	signersMu sync.Mutex
+	signers   map[string]*signingKey
+}
+
+// signer returns the cached signer of k, dropping keys no longer in set.
+func (s *storage) signer(set *protocol.KeySet, k *protocol.SigningKey) (*signingKey, error) {
+	s.signersMu.Lock()
+	defer s.signersMu.Unlock()
+	if sk, ok := s.signers[k.GetKid()]; ok {
+		return sk, nil
+	}
+	sk, err := newSigningKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if s.signers == nil {
+		s.signers = map[string]*signingKey{}
+	}
+	live := map[string]bool{}
+	for _, x := range set.GetKeys() {
+		live[x.GetKid()] = true
+	}
+	for kid, old := range s.signers {
+		if !live[kid] {
+			// In-flight signatures hold the key's read lock; Close waits.
+			_ = old.signer.key.Close()
+			delete(s.signers, kid)
+		}
+	}
+	s.signers[k.GetKid()] = sk
+	return sk, nil
 }
 
 var (
@@ -420,15 +456,19 @@ func (s *storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := keyring.Signing(set, protocol.KeyAlg_KEY_ALG_RS256, s.cfg.now())
+	k, err := keyring.Signing(set, s.cfg.signingAlg(), s.cfg.now())
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	return newSigningKey(k)
+	return s.signer(set, k)
 }
 
 func (s *storage) SignatureAlgorithms(ctx context.Context) ([]jose.SignatureAlgorithm, error) {
-	return []jose.SignatureAlgorithm{jose.RS256, jose.ES256}, nil
+	alg, err := joseAlg(s.cfg.signingAlg())
+	if err != nil {
+		return nil, err
+	}
+	return []jose.SignatureAlgorithm{alg}, nil
 }
 
 func (s *storage) KeySet(ctx context.Context) ([]op.Key, error) {

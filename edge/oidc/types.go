@@ -1,7 +1,6 @@
 package oidc
 
 import (
-	"crypto"
 	"crypto/x509"
 	"fmt"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/wardhq/ward/actors/oidcclient"
+	wjose "github.com/wardhq/ward/edge/jose"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -147,16 +147,35 @@ func (r *serviceRequest) GetSubject() string    { return r.subject }
 func (r *serviceRequest) GetAudience() []string { return []string{r.clientID} }
 func (r *serviceRequest) GetScopes() []string   { return r.scopes }
 
-// signingKey is a keyring key as op signs with it.
+// signingKey is a keyring key as op signs with it: through edge/jose's
+// signer (OpenSSL for RS256 when built with the openssl tag), handed to
+// go-jose as an opaque signer.
 type signingKey struct {
-	kid  string
-	alg  jose.SignatureAlgorithm
-	priv crypto.Signer
+	kid    string
+	alg    jose.SignatureAlgorithm
+	signer *opaqueSigner
 }
 
 func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return k.alg }
-func (k *signingKey) Key() any                                    { return k.priv }
+func (k *signingKey) Key() any                                    { return k.signer }
 func (k *signingKey) ID() string                                  { return k.kid }
+
+type opaqueSigner struct {
+	key *wjose.SigningKey
+	alg jose.SignatureAlgorithm
+	jwk jose.JSONWebKey
+}
+
+var _ jose.OpaqueSigner = (*opaqueSigner)(nil)
+
+func (o *opaqueSigner) Public() *jose.JSONWebKey        { return &o.jwk }
+func (o *opaqueSigner) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{o.alg} }
+func (o *opaqueSigner) SignPayload(input []byte, alg jose.SignatureAlgorithm) ([]byte, error) {
+	if alg != o.alg {
+		return nil, fmt.Errorf("key %s signs %s, not %s", o.jwk.KeyID, o.alg, alg)
+	}
+	return o.key.SignInput(input)
+}
 
 func joseAlg(a protocol.KeyAlg) (jose.SignatureAlgorithm, error) {
 	switch a {
@@ -173,15 +192,12 @@ func newSigningKey(k *protocol.SigningKey) (*signingKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := x509.ParsePKCS8PrivateKey(k.GetPrivateKey())
+	sk, err := wjose.SigningKeyFromProto(k)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", k.GetKid(), err)
 	}
-	s, ok := p.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("signing key %s: %T is no signer", k.GetKid(), p)
-	}
-	return &signingKey{kid: k.GetKid(), alg: alg, priv: s}, nil
+	o := &opaqueSigner{key: sk, alg: alg, jwk: jose.JSONWebKey{Key: sk.Public(), KeyID: k.GetKid(), Algorithm: string(alg), Use: "sig"}}
+	return &signingKey{kid: k.GetKid(), alg: alg, signer: o}, nil
 }
 
 // publicKey is a published key for JWKS.

@@ -217,8 +217,9 @@ func (n *Node) lead() error {
 
 // reconcileMetaVoters keeps the meta group at 1, 3 or 5 voters chosen among
 // the active, reachable members in join order; every other member follows
-// as a non-voter, and dead or removed members leave the group. One change
-// per call, so each is committed before the next is planned.
+// as a non-voter, and dead or removed members leave the group (a removed
+// one once it leads no partition). One change per call, so each is
+// committed before the next is planned.
 func (n *Node) reconcileMetaVoters(st *protocol.MetaState, alive map[string]membership.Member) error {
 	conf, err := n.meta.Configuration()
 	if err != nil {
@@ -245,6 +246,15 @@ func (n *Node) reconcileMetaVoters(st *protocol.MetaState, alive map[string]memb
 			}
 		case protocol.MemberState_MEMBER_STATE_DRAINING:
 			keep[m.GetName()] = true
+		case protocol.MemberState_MEMBER_STATE_REMOVED:
+			// A removed member that is up and still leads partitions
+			// stays, as a non-voter, until it has handed them off: it
+			// moves them by the assignment, which it learns only through
+			// the meta group. Taken out at once, it would lead on with
+			// the assignment it had, which still lists it.
+			if am, ok := alive[m.GetName()]; ok && n.leadsAny(am.ID) {
+				keep[m.GetName()] = true
+			}
 		}
 	}
 	target := 1
@@ -311,6 +321,17 @@ func (n *Node) reconcileMetaVoters(st *protocol.MetaState, alive map[string]memb
 		}
 	}
 	return nil
+}
+
+// leadsAny reports whether the placement table has member (a member id)
+// leading some partition.
+func (n *Node) leadsAny(member string) bool {
+	for p := range n.Table.Partitions() {
+		if id, _, ok := n.Table.Leader(p); ok && id == member {
+			return true
+		}
+	}
+	return false
 }
 
 func planNodes(st *protocol.MetaState) []balance.Node {

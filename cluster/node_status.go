@@ -218,6 +218,10 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 // ErrUnknownMember: drain or remove named no member of the cluster.
 var ErrUnknownMember = errors.New("no such member")
 
+// ErrMemberRemoved: drain named a member that was removed; removal is
+// final (its name cannot come back into the cluster).
+var ErrMemberRemoved = errors.New("member was removed from the cluster for good")
+
 // Drain asks the meta leader to move every replica and leadership off the
 // named node; it returns once the request is committed (the moves follow).
 func (n *Node) Drain(ctx context.Context, name string) error {
@@ -232,8 +236,12 @@ func (n *Node) Remove(ctx context.Context, name string) error {
 
 func (n *Node) setMemberState(ctx context.Context, name string, state protocol.MemberState, path string) error {
 	st := n.meta.State()
-	if meta.FindMember(st, name) == nil {
+	cur := meta.FindMember(st, name)
+	if cur == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, name)
+	}
+	if cur.GetState() == protocol.MemberState_MEMBER_STATE_REMOVED && state != protocol.MemberState_MEMBER_STATE_REMOVED {
+		return fmt.Errorf("%w: %q", ErrMemberRemoved, name)
 	}
 	if !n.meta.IsLeader() {
 		leader := meta.FindMember(st, string(n.meta.Leader()))

@@ -65,6 +65,8 @@ func Handler(n Node) http.Handler {
 				writeJSON(w, http.StatusAccepted, map[string]string{"name": name, "status": verb})
 			case errors.Is(err, cluster.ErrUnknownMember):
 				problem.Write(w, http.StatusNotFound, "unknown member", err.Error())
+			case errors.Is(err, cluster.ErrMemberRemoved):
+				problem.Write(w, http.StatusConflict, "member removed", err.Error())
 			case errors.As(err, &ae):
 				problem.Write(w, ae.Status, "meta leader refused", ae.Message)
 			case errors.Is(err, meta.ErrNotLeader):

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -90,5 +91,19 @@ func TestAdminEndpoints(t *testing.T) {
 	// A real drain is accepted.
 	if code, body, _ := call("POST", cluster.DrainPath+"?name=solo"); code != http.StatusAccepted {
 		t.Fatalf("drain: %d %v", code, body)
+	}
+	// Remove is accepted, also twice; after it, removal is final: a drain
+	// is refused as a conflict.
+	for range 2 {
+		if code, body, _ := call("POST", cluster.RemovePath+"?name=solo"); code != http.StatusAccepted {
+			t.Fatalf("remove: %d %v", code, body)
+		}
+	}
+	if code, body, ct := call("POST", cluster.DrainPath+"?name=solo"); code != http.StatusConflict || ct != "application/problem+json" || !strings.Contains(fmt.Sprint(body["detail"]), "removed") {
+		t.Fatalf("drain of a removed member: %d %s %v, want 409 problem+json", code, ct, body)
+	}
+	_, st, _ = call("GET", cluster.StatusPath)
+	if m := st["members"].([]any)[0].(map[string]any); m["state"] != "removed" {
+		t.Fatalf("member after remove and a refused drain: %v", m)
 	}
 }

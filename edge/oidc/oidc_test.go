@@ -457,3 +457,49 @@ func TestJWTProfileServiceAccount(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentRefreshRotations: 50 concurrent refreshes with one token
+// (Keycloak's issue 50999) yield exactly one successor: inside the grace
+// window every answer carries the same new refresh token.
+func TestConcurrentRefreshRotations(t *testing.T) {
+	p := newTestProvider(t)
+	sub := registerUser(t, p, "rot@example.test", "correct horse battery staple")
+	sid := uuid.NewString()
+	m, err := p.node.Request(context.Background(), session.KindName, sid, &protocol.CreateSession{
+		Subject: sub, ClientId: "web", TtlNanos: int64(time.Hour), Tenant: "default", Scopes: []string{"openid", "offline_access"},
+		GraceNanos: proto.Int64(int64(10 * time.Second)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := session.FormatRefreshToken(sid, m.(*protocol.RefreshIssued).GetRefreshSecret())
+	const n = 50
+	var wg sync.WaitGroup
+	got := make(chan string, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, out, _ := p.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"web"}}, "", "")
+			if code == 200 {
+				got <- out["refresh_token"].(string)
+			} else {
+				got <- "error:" + toJSON(out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(got)
+	successors := map[string]int{}
+	for s := range got {
+		successors[s]++
+	}
+	if len(successors) != 1 {
+		t.Fatalf("%d concurrent rotations gave %d different answers: %v", n, len(successors), successors)
+	}
+	for s := range successors {
+		if strings.HasPrefix(s, "error:") || s == rt {
+			t.Fatalf("answer: %s", s)
+		}
+	}
+}

@@ -129,6 +129,13 @@ type Provider struct {
 	stopped bool
 	ml      *memberlist.Memberlist
 	sink    func(cluster.Members)
+	// forget drops protoactor's cached PIDs on a member (set by
+	// StartMember/StartClient). protoactor does that itself for members
+	// that leave its topology; with KeepUnreachable a dead member stays,
+	// so the provider does it, or every first request to an actor that
+	// lived there would wait out an attempt timeout.
+	forget    func(host string, port int)
+	forgotten map[string]bool // member ids forget ran for; topology goroutine only
 	seeds   []string
 
 	// sinkMu is held while sink runs. Only the topology goroutine calls sink;
@@ -197,7 +204,14 @@ func (p *Provider) StartMember(c *cluster.Cluster) error {
 	}
 	kinds := c.GetClusterKinds()
 	sort.Strings(kinds) // deterministic metadata: an unchanged node never gossips an update
+	p.forget = pidForgetter(c)
 	return p.start(c.ActorSystem.ID, c.Config.Name, Meta{RemoteHost: host, RemotePort: port, Kinds: kinds}, topologySink(c))
+}
+
+func pidForgetter(c *cluster.Cluster) func(string, int) {
+	return func(host string, port int) {
+		c.PidCache.RemoveByMember(&cluster.Member{Host: host, Port: int32(port)})
+	}
 }
 
 // StartClient joins gossip as a protoactor cluster client: it learns the
@@ -207,6 +221,7 @@ func (p *Provider) StartClient(c *cluster.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("membership: actor system address: %w", err)
 	}
+	p.forget = pidForgetter(c)
 	return p.start(c.ActorSystem.ID, c.Config.Name, Meta{RemoteHost: host, RemotePort: port, Client: true}, topologySink(c))
 }
 
@@ -583,6 +598,21 @@ func (p *Provider) publish() {
 	}
 	p.mu.Unlock()
 
+	if p.forget != nil && p.cfg.KeepUnreachable {
+		if p.forgotten == nil {
+			p.forgotten = map[string]bool{}
+		}
+		for i := range snap {
+			m := &snap[i]
+			switch {
+			case m.unreachable() && !p.forgotten[m.ID]:
+				p.forget(m.Meta.RemoteHost, m.Meta.RemotePort)
+				p.forgotten[m.ID] = true
+			case !m.unreachable():
+				delete(p.forgotten, m.ID)
+			}
+		}
+	}
 	if p.sink == nil {
 		return
 	}

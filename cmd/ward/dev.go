@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/apikey"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/emailindex"
 	"github.com/wardhq/ward/actors/keyring"
@@ -76,6 +77,7 @@ type nodeConfig struct {
 // kinds are the actor kinds every node hosts.
 var kinds = []actors.Kind{
 	session.Kind, usersessions.Kind, register.Kind, authrequest.Kind, user.Kind, emailindex.Kind, tenant.Kind, usertenants.Kind,
+	apikey.Kind, apikey.IndexKind,
 }
 
 // node is one running Ward node: storage, cluster node, HTTP edge.
@@ -186,6 +188,10 @@ func startNode(cfg nodeConfig) (*node, error) {
 		mux.Handle("/v1/registers/", registers.Handler(part))
 		mux.Handle(jwks.Path, jwks.Handler(part, jwks.Options{MaxAge: jwksMaxAge(cfg.TokenLifetime)}))
 		mountOIDC(mux, n.oidc)
+		if err := mountIdentity(mux, part, cfg.Issuer, httpAddr, log); err != nil {
+			n.close(context.Background())
+			return nil, err
+		}
 		mux.Handle("/", ops.Handler(checks, reg))
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { n.httpDone <- n.http.Serve(n.listener) }()

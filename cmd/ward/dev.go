@@ -65,6 +65,9 @@ type nodeConfig struct {
 	// OpenID Connect provider (edge/oidc).
 	Issuer       string        // "" means http://<http address> (development)
 	RefreshGrace time.Duration // a lost refresh answer can be retried this long
+	// Outgoing verification mail (edge/delivery): SMTP relay and sender.
+	SMTPAddr string
+	SMTPFrom string
 	// Demo seeds the demo tenant, users and clients and writes
 	// <data>/demo.json (ward dev only).
 	Demo bool
@@ -85,6 +88,7 @@ type node struct {
 	cfg      nodeConfig
 	hasher   *password.Hasher
 	oidc     *lazyHandler
+	web      *webEdge
 	store    *persistence.Store
 	host     *cluster.Host
 	part     *cluster.Node
@@ -188,6 +192,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 		mux.Handle("/v1/registers/", registers.Handler(part))
 		mux.Handle(jwks.Path, jwks.Handler(part, jwks.Options{MaxAge: jwksMaxAge(cfg.TokenLifetime)}))
 		mountOIDC(mux, n.oidc)
+		n.web = mountWeb(mux, part, hasher, cfg, httpAddr, log)
 		if err := mountIdentity(mux, part, cfg.Issuer, httpAddr, log); err != nil {
 			n.close(context.Background())
 			return nil, err
@@ -233,6 +238,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 // actor steps finish and their commits flush, then close storage.
 func (n *node) close(ctx context.Context) error {
 	var errs []error
+	n.web.stop()
 	if n.http != nil {
 		if err := n.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
@@ -321,6 +327,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			log.Info("ward dev is up", "data", cfg.DataDir, "healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
 			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  jwks:    %s%s\n  oidc:    %s/.well-known/openid-configuration\n  demo:    %s (users, passwords, clients)\n  data:    %s\n",
 				base, base, base, base, base, jwks.Path, issuer, filepath.Join(cfg.DataDir, "demo.json"), cfg.DataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "  register: %s/register\n  account: %s/account\n  mailbox: %s/dev/mailbox\n", base, base, base)
 			return n.serve(ctx, log)
 		},
 	}
@@ -333,6 +340,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addKeyFlags(f, &cfg)
 	addOIDCFlags(f, &cfg)
+	addWebFlags(f, &cfg)
 	return cmd
 }
 

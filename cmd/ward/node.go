@@ -113,6 +113,7 @@ a node started with another value is refused.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addKeyFlags(f, &cfg)
 	addOIDCFlags(f, &cfg)
+	addWebFlags(f, &cfg)
 	return cmd
 }
 

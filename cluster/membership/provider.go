@@ -136,7 +136,7 @@ type Provider struct {
 	// lived there would wait out an attempt timeout.
 	forget    func(host string, port int)
 	forgotten map[string]bool // member ids forget ran for; topology goroutine only
-	seeds   []string
+	seeds     []string
 
 	// sinkMu is held while sink runs. Only the topology goroutine calls sink;
 	// tests take sinkMu to order their reads of protoactor state that the

@@ -12,13 +12,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/register"
@@ -50,6 +55,11 @@ func freeAddr(b *testing.B) string {
 type benchCluster struct {
 	nodes  []*cluster.Node
 	stores []*persistence.Store
+	regs   []*prometheus.Registry
+	// candidacies counts partition replicas turning candidate: a follower
+	// that missed its leader for a heartbeat timeout, whether or not its
+	// (pre-)vote then started a new term.
+	candidacies atomic.Int64
 }
 
 func startCluster(b *testing.B, size, replicas int) *benchCluster {
@@ -67,10 +77,12 @@ func startCluster(b *testing.B, size, replicas int) *benchCluster {
 			b.Fatal(err)
 		}
 		c.stores = append(c.stores, store)
+		reg := prometheus.NewRegistry()
+		c.regs = append(c.regs, reg)
 		cfg := cluster.NodeConfig{
 			Host: cluster.Config{
 				Kinds:  []actors.Kind{register.Kind},
-				Logger: log, Registerer: prometheus.NewRegistry(),
+				Logger: log, Registerer: reg,
 				RequestTimeout: 10 * time.Second,
 			},
 			Store: store, Name: fmt.Sprintf("n%d", i+1),
@@ -112,6 +124,29 @@ func startCluster(b *testing.B, size, replicas int) *benchCluster {
 	}
 	// Let rebalancing settle (preferred-leader transfers) before measuring.
 	time.Sleep(3 * time.Second)
+	for _, n := range c.nodes {
+		for p := range cluster.DefaultPartitions {
+			if pt := n.Partition(p); pt != nil {
+				ch := make(chan raft.Observation, 16)
+				go func() {
+					for o := range ch {
+						if s, ok := o.Data.(raft.RaftState); ok && s == raft.Candidate {
+							c.candidacies.Add(1)
+						}
+					}
+				}()
+				obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+					_, ok := o.Data.(raft.RaftState)
+					return ok
+				})
+				pt.Raft().RegisterObserver(obs)
+				b.Cleanup(func() {
+					pt.Raft().DeregisterObserver(obs)
+					close(ch)
+				})
+			}
+		}
+	}
 	return c
 }
 
@@ -123,7 +158,10 @@ func cpuTime() time.Duration {
 
 // load runs workers concurrent writers for about dur, each putting to its
 // own registers (ids chosen by pick) through node via(worker), and reports
-// commits/s, latency percentiles and CPU-µs per commit.
+// commits/s, latency percentiles and CPU-µs per commit, and where the work
+// went: WAL fsyncs and heap bytes per commit, writes per raft entry, the
+// mean time from proposing an entry to its apply on the leader, and raft
+// elections during the run (any would make the figures meaningless).
 func load(b *testing.B, c *benchCluster, workers int, dur time.Duration, pick func(w, i int) string, via func(w int) *cluster.Node) {
 	b.Helper()
 	var (
@@ -133,6 +171,24 @@ func load(b *testing.B, c *benchCluster, workers int, dur time.Duration, pick fu
 		wg   sync.WaitGroup
 	)
 	stop := time.Now().Add(dur)
+	before := c.counters(b)
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	// WARD_BENCH_CPUPROFILE profiles the measured phase only; the test
+	// binary's -cpuprofile also covers cluster start and settling.
+	if f := os.Getenv("WARD_BENCH_CPUPROFILE"); f != "" {
+		pf, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = pf.Close()
+		}()
+	}
 	cpu0, t0 := cpuTime(), time.Now()
 	for w := range workers {
 		wg.Add(1)
@@ -158,6 +214,8 @@ func load(b *testing.B, c *benchCluster, workers int, dur time.Duration, pick fu
 	}
 	wg.Wait()
 	elapsed, cpu := time.Since(t0), cpuTime()-cpu0
+	delta := c.counters(b).minus(before)
+	runtime.ReadMemStats(&ms1)
 	if len(lats) == 0 {
 		b.Fatalf("no request succeeded (%d errors)", errs)
 	}
@@ -167,9 +225,98 @@ func load(b *testing.B, c *benchCluster, workers int, dur time.Duration, pick fu
 	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(len(lats)), "cpu-µs/commit")
 	b.ReportMetric(float64(errs), "errors")
+	commits := float64(len(lats))
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/commits/1024, "alloc-KiB/commit")
+	b.ReportMetric(delta.fsyncs/commits, "fsyncs/commit")
+	if delta.fsyncs > 0 {
+		b.ReportMetric(delta.fsyncSecs/delta.fsyncs*1e3, "fsync-ms")
+	}
+	if delta.entries > 0 {
+		b.ReportMetric(delta.writes/delta.entries, "writes/entry")
+		b.ReportMetric(delta.applySum/delta.entries*1e3, "apply-ms/entry")
+	}
+	b.ReportMetric(delta.terms, "elections")
+	b.ReportMetric(delta.candidacies, "candidacies")
+	if delta.commitN > 0 {
+		b.ReportMetric(delta.commitSum/delta.commitN*1e3, "partition-commit-ms")
+	}
+}
+
+// counters are cumulative figures summed over the nodes, read before and
+// after a run: where a commit's time and fsyncs go.
+type counters struct {
+	fsyncs, fsyncSecs  float64 // WAL fsyncs and their time, all stores
+	entries, writes    float64 // raft entries proposed and the writes they carried
+	applySum           float64 // seconds from proposing an entry to its local apply
+	commitSum, commitN float64 // partition commit latency, queueing included
+	terms              float64 // sum over partitions of the highest raft term seen: elections
+	candidacies        float64
+}
+
+func (a counters) minus(b counters) counters {
+	return counters{a.fsyncs - b.fsyncs, a.fsyncSecs - b.fsyncSecs, a.entries - b.entries, a.writes - b.writes,
+		a.applySum - b.applySum, a.commitSum - b.commitSum, a.commitN - b.commitN, a.terms - b.terms,
+		a.candidacies - b.candidacies}
+}
+
+func (c *benchCluster) counters(b *testing.B) counters {
+	out := counters{candidacies: float64(c.candidacies.Load())}
+	for _, s := range c.stores {
+		var m dto.Metric
+		if err := s.DB().Metrics().LogWriter.FsyncLatency.Write(&m); err != nil {
+			b.Fatal(err)
+		}
+		out.fsyncs += float64(m.GetHistogram().GetSampleCount())
+		out.fsyncSecs += m.GetHistogram().GetSampleSum() / 1e9 // observed in ns
+	}
+	for p := range cluster.DefaultPartitions {
+		var term uint64
+		for _, n := range c.nodes {
+			if pt := n.Partition(p); pt != nil {
+				term = max(term, pt.Raft().CurrentTerm())
+			}
+		}
+		out.terms += float64(term)
+	}
+	for _, reg := range c.regs {
+		mfs, err := reg.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				h := m.GetHistogram()
+				switch mf.GetName() {
+				case "ward_partition_batch_writes":
+					out.entries += float64(h.GetSampleCount())
+					out.writes += h.GetSampleSum()
+				case "ward_partition_apply_seconds":
+					out.applySum += h.GetSampleSum()
+				case "ward_partition_commit_seconds":
+					out.commitSum += h.GetSampleSum()
+					out.commitN += float64(h.GetSampleCount())
+				}
+			}
+		}
+	}
+	return out
 }
 
 const duration = 5 * time.Second
+
+// BenchmarkClusterIdle: CPU of 3 idle nodes (R=3, P=16), the fixed cost
+// every loaded figure carries: heartbeats, raft's commit-index appends
+// every CommitTimeout per follower and group, gossip.
+func BenchmarkClusterIdle(b *testing.B) {
+	c := startCluster(b, 3, 3)
+	_ = c
+	b.ResetTimer()
+	for range b.N {
+		cpu0, t0 := cpuTime(), time.Now()
+		time.Sleep(duration)
+		b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/time.Since(t0).Seconds(), "cpu-ms/s")
+	}
+}
 
 // BenchmarkClusterCommitsAllPartitions: 3 nodes, R=3, P=16, writers spread
 // over all partitions, each request entering at a random node.

@@ -137,9 +137,9 @@ func (p *Partition) propose() {
 // callers in a closed loop come back right after their answer, so the
 // writes answered last time (plus any still queued) estimate how many will
 // be queued shortly. take waits for that many, but never longer than
-// BatchWindow after the first one arrived. Without the wait, 64 closed-loop
-// callers split into two cohorts that alternate between entries, halving
-// the writes per entry.
+// BatchWindow after a slot was freed (or the first one arrived, if later).
+// Without the wait, 64 closed-loop callers split into two cohorts that
+// alternate between entries, halving the writes per entry.
 func (p *Partition) take() ([]*request, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -156,7 +156,19 @@ func (p *Partition) take() ([]*request, bool) {
 	}
 	target := min(max(int(p.lastBatch.Load()), 1), p.maxBatch)
 	if p.window > 0 && len(p.queue) < target {
-		deadline := p.queue[0].queued.Add(p.window)
+		// The window counts from when a slot was freed (or from the first
+		// arrival, if later), as persistence's group commit does. Counting
+		// from the first arrival alone expires it before it starts whenever
+		// a raft round outlasts the window (the queue then holds writes
+		// that arrived during the round), and the callers just answered
+		// always miss the next entry: two cohorts alternate, each entry
+		// carries half of them, and every per-entry cost (appends, fsyncs,
+		// RPCs, applies on each replica) is paid twice.
+		start := p.freeAt
+		if q := p.queue[0].queued; q.After(start) {
+			start = q
+		}
+		deadline := start.Add(p.window)
 		p.waitTarget = target
 		for len(p.queue) < target && !p.closing {
 			d := time.Until(deadline)
@@ -221,6 +233,7 @@ func (p *Partition) await() {
 		// the slot is freed only now so that they can queue again first.
 		p.mu.Lock()
 		p.lastBatch.Store(int64(len(pr.reqs) + len(p.queue)))
+		p.freeAt = time.Now()
 		p.mu.Unlock()
 		<-p.inflight
 	}

@@ -76,8 +76,8 @@ type Config struct {
 	// means DefaultMaxInflight. One entry in flight at a time gives the
 	// biggest batches; raft pipelines its own appends in any case.
 	MaxInflight int
-	// BatchWindow is the longest the first write of a batch waits for the
-	// expected number of others (see take in commit.go); 0 means
+	// BatchWindow is the longest a proposer with a free slot waits for the
+	// expected number of writes (see take in commit.go); 0 means
 	// DefaultBatchWindow, negative means never wait.
 	BatchWindow time.Duration
 	// ApplyTimeout bounds how long a proposal waits to enter raft's queue.
@@ -139,6 +139,7 @@ type Partition struct {
 	window     time.Duration
 	timer      *time.Timer // owned by the proposer
 	lastBatch  atomic.Int64
+	freeAt     time.Time     // when the waiter last freed a slot; guarded by mu
 	proposed   chan proposal // proposer -> waiter, in proposal order
 	// Batched leadership verification (see VerifyLeader), guarded by mu:
 	// whether a verifier goroutine runs, and the round that starts after

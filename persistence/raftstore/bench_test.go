@@ -2,12 +2,14 @@ package raftstore
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 	raftbench "github.com/hashicorp/raft/bench"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // benchDB opens pebble on a real temporary directory, so syncs cost what
@@ -112,6 +114,57 @@ func BenchmarkRaftBench(b *testing.B) {
 				b.Fatal(err)
 			}
 			stableCases[name](b, s)
+		})
+	}
+}
+
+// BenchmarkStoreLogsGroups: G raft groups on one database, each appending
+// one 1 KiB entry at a time as a raft group's main loop does (appends of
+// one group are serial; different groups run concurrently). It answers
+// whether appends of different groups share fsyncs: pebble's WAL syncs
+// everything written while the previous sync ran, so appends/fsync should
+// grow with G without any group commit of our own.
+func BenchmarkStoreLogsGroups(b *testing.B) {
+	for _, groups := range []int{1, 16, 48} {
+		b.Run(fmt.Sprintf("groups=%d", groups), func(b *testing.B) {
+			db := benchDB(b)
+			stores := make([]*LogStore, groups)
+			for g := range stores {
+				s, err := NewLogStore(db, uint32(g+1))
+				if err != nil {
+					b.Fatal(err)
+				}
+				stores[g] = s
+			}
+			fsyncs := func() uint64 {
+				var m dto.Metric
+				if err := db.Metrics().LogWriter.FsyncLatency.Write(&m); err != nil {
+					b.Fatal(err)
+				}
+				return m.GetHistogram().GetSampleCount()
+			}
+			f0 := fsyncs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for g, s := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					logs := benchLogs(1, 1, 1024)
+					// b.N appends in all, spread over the groups.
+					for i := g; i < b.N; i += groups {
+						if err := s.StoreLogs(logs); err != nil {
+							b.Error(err)
+							return
+						}
+						logs[0].Index++
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+			b.ReportMetric(float64(b.N)/float64(fsyncs()-f0), "appends/fsync")
 		})
 	}
 }

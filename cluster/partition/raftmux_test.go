@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"errors"
 	"io"
 	"testing"
 	"time"
@@ -86,9 +87,34 @@ func TestTwoPartitionsOverRaftmux(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		// The same actor key in both partitions: namespaces keep them apart.
+		// Leadership may move under a loaded race-detector run (300 ms
+		// heartbeats): a lost or unknown write is retried at the new
+		// leader unless the new leader shows it applied.
 		for s := uint64(1); s <= uint64(3+part); s++ {
-			if err := leader.Commit(bg, write(actor(1), s, s)); err != nil {
-				t.Fatal(err)
+			for {
+				err := leader.Commit(bg, write(actor(1), s, s))
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrOutcomeUnknown) {
+					t.Fatal(err)
+				}
+				t.Logf("partition %d write %d: %v; finding the new leader", part, s, err)
+				leader = nil
+				for leader == nil {
+					if time.Now().After(deadline) {
+						t.Fatalf("partition %d: no leader after %v", part, err)
+					}
+					for i := range nodes {
+						if ps[i][part].IsReady() {
+							leader = ps[i][part]
+						}
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if l, err := leader.LocalView().Load(actor(1)); err == nil && describe(l) == seqs(s) {
+					break // it was applied before leadership moved
+				}
 			}
 		}
 		want, _ := leader.LocalView().AppliedIndex()

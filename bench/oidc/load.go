@@ -23,13 +23,18 @@ import (
 	"time"
 )
 
+// ErrRefused is what an Op returns for an answer that is a deliberate
+// refusal (admission control's 503): counted in Result.Refused, neither a
+// success nor a failure.
+var ErrRefused = errors.New("refused by admission control")
+
 // Result is one load run.
 type Result struct {
-	OK, Failed int
-	Elapsed    time.Duration
-	P50, P99   time.Duration
-	Max        time.Duration
-	FirstError string
+	OK, Failed, Refused int
+	Elapsed             time.Duration
+	P50, P99            time.Duration
+	Max                 time.Duration
+	FirstError          string
 }
 
 // PerSecond is successful operations per second.
@@ -41,9 +46,9 @@ func (r Result) PerSecond() float64 {
 }
 
 func (r Result) String() string {
-	s := fmt.Sprintf("%d ok in %.2fs: %.0f/s, p50 %s, p99 %s, max %s, %d failed",
+	s := fmt.Sprintf("%d ok in %.2fs: %.0f/s, p50 %s, p99 %s, max %s, %d failed, %d refused",
 		r.OK, r.Elapsed.Seconds(), r.PerSecond(), r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond),
-		r.Max.Round(time.Microsecond), r.Failed)
+		r.Max.Round(time.Microsecond), r.Failed, r.Refused)
 	if r.FirstError != "" {
 		s += " (first: " + r.FirstError + ")"
 	}
@@ -76,6 +81,7 @@ func run(ctx context.Context, clients int, op Op) Result {
 		mu     sync.Mutex
 		lat    []time.Duration
 		failed atomic.Int64
+		refuse atomic.Int64
 		first  atomic.Value
 	)
 	start := time.Now()
@@ -88,6 +94,10 @@ func run(ctx context.Context, clients int, op Op) Result {
 				t := time.Now()
 				err := op(ctx, c)
 				el := time.Since(t)
+				if errors.Is(err, ErrRefused) {
+					refuse.Add(1)
+					continue
+				}
 				if err != nil {
 					failed.Add(1)
 					first.CompareAndSwap(nil, err.Error())
@@ -101,7 +111,7 @@ func run(ctx context.Context, clients int, op Op) Result {
 		}()
 	}
 	wg.Wait()
-	r := Result{OK: len(lat), Failed: int(failed.Load()), Elapsed: time.Since(start)}
+	r := Result{OK: len(lat), Failed: int(failed.Load()), Refused: int(refuse.Load()), Elapsed: time.Since(start)}
 	if s, ok := first.Load().(string); ok {
 		r.FirstError = s
 	}

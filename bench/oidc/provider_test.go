@@ -235,6 +235,9 @@ func report(b *testing.B, r Result, unit string, bound float64) {
 	b.ReportMetric(r.PerSecond(), unit+"/s")
 	b.ReportMetric(float64(r.P50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(r.P99.Microseconds())/1000, "p99-ms")
+	if r.Refused > 0 {
+		b.ReportMetric(float64(r.Refused), "refused")
+	}
 	if bound > 0 {
 		b.ReportMetric(bound, "bound-"+unit+"/s")
 		b.ReportMetric(100*r.PerSecond()/bound, "%-of-bound")
@@ -398,6 +401,9 @@ func submitLogin(hc *http.Client, base string, f loginForm, email string) (*url.
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("POST /login: %w", ErrRefused)
+	}
 	if resp.StatusCode != http.StatusSeeOther {
 		return nil, fmt.Errorf("POST /login: status %d", resp.StatusCode)
 	}
@@ -412,6 +418,12 @@ func codeFlow(hc *http.Client, base, email string) (string, error) {
 		return "", err
 	}
 	cb, err := submitLogin(hc, base, f, email)
+	for i := 0; errors.Is(err, ErrRefused) && i < 10; i++ {
+		// The Hasher is busy (another process loads the machine): retry
+		// the same form after a pause, as a person would.
+		time.Sleep(time.Second)
+		cb, err = submitLogin(hc, base, f, email)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -516,8 +528,9 @@ func BenchmarkRefreshRotation(b *testing.B) {
 // completed, redirect), each on a fresh authorization request whose form
 // (GET /authorize, GET /login) is opened before the timed run. clients=cores
 // shows the unqueued latency; clients=4×cores keeps every hash slot busy
-// while staying inside the Hasher's queue (MaxQueue 4×cores), so nothing is
-// refused. The bound is cores / one hash's time, measured just before.
+// while staying inside the Hasher's queue (MaxQueue 4×cores), so nothing
+// should be refused (a 503 counts as refused, not as a login, and is
+// reported). The bound is cores / one hash's time, measured just before.
 func BenchmarkPasswordLogin(b *testing.B) {
 	p := provider(b)
 	users(b, p)
@@ -525,14 +538,16 @@ func BenchmarkPasswordLogin(b *testing.B) {
 	cores := runtime.NumCPU()
 	for _, clients := range []int{cores, 4 * cores} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			single, err := passwordbench.MeasureSingle(password.DefaultParams(), 3)
+			single, err := passwordbench.MeasureSingle(password.DefaultParams(), 5)
 			if err != nil {
 				b.Fatal(err)
 			}
 			bound := passwordbench.HashBound(cores, single)
 			hc := Client(clients)
-			// Forms for twice what the bound allows in warm-up and run.
-			n := int(2*bound*(*loadDur+*loadWarm).Seconds()) + 4*clients
+			// Forms for 20 logins/s per core in warm-up and run, far above
+			// any argon2id m=64 MiB rate (the measured single hash can be
+			// slow when it is a fresh process's first).
+			n := int(float64(20*cores)*(*loadDur+*loadWarm).Seconds()) + 4*clients
 			forms := make(chan loginForm, n)
 			for range n {
 				f, err := openLoginForm(hc, base)
@@ -541,12 +556,13 @@ func BenchmarkPasswordLogin(b *testing.B) {
 				}
 				forms <- f
 			}
-			op := func(_ context.Context, c int) error {
+			op := func(ctx context.Context, c int) error {
 				select {
 				case f := <-forms:
 					_, err := submitLogin(hc, base, f, userEmail(c%nUsers))
 					return err
 				default:
+					<-ctx.Done() // no spinning: one failure per client
 					return errors.New("out of prepared login forms")
 				}
 			}

@@ -262,12 +262,15 @@ func (*GetAuthRequest) Descriptor() ([]byte, []int) {
 
 // CompleteAuthRequest records the authenticated user. Reply: AuthRequestInfo.
 type CompleteAuthRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Amr           []string               `protobuf:"bytes,2,rep,name=amr,proto3" json:"amr,omitempty"`
-	Acr           string                 `protobuf:"bytes,3,opt,name=acr,proto3" json:"acr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Amr     []string               `protobuf:"bytes,2,rep,name=amr,proto3" json:"amr,omitempty"`
+	Acr     string                 `protobuf:"bytes,3,opt,name=acr,proto3" json:"acr,omitempty"`
+	// consent_required: the user must still approve the client's scopes
+	// (ApproveAuthRequest) before the request counts as done.
+	ConsentRequired bool `protobuf:"varint,4,opt,name=consent_required,json=consentRequired,proto3" json:"consent_required,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CompleteAuthRequest) Reset() {
@@ -321,6 +324,51 @@ func (x *CompleteAuthRequest) GetAcr() string {
 	return ""
 }
 
+func (x *CompleteAuthRequest) GetConsentRequired() bool {
+	if x != nil {
+		return x.ConsentRequired
+	}
+	return false
+}
+
+// ApproveAuthRequest records the user's consent to the request's scopes.
+// Reply: AuthRequestInfo.
+type ApproveAuthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveAuthRequest) Reset() {
+	*x = ApproveAuthRequest{}
+	mi := &file_authrequest_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveAuthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveAuthRequest) ProtoMessage() {}
+
+func (x *ApproveAuthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authrequest_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveAuthRequest.ProtoReflect.Descriptor instead.
+func (*ApproveAuthRequest) Descriptor() ([]byte, []int) {
+	return file_authrequest_proto_rawDescGZIP(), []int{4}
+}
+
 // SaveAuthCode records the hash of the code issued for the request, once.
 // Reply: AuthRequestInfo.
 type SaveAuthCode struct {
@@ -332,7 +380,7 @@ type SaveAuthCode struct {
 
 func (x *SaveAuthCode) Reset() {
 	*x = SaveAuthCode{}
-	mi := &file_authrequest_proto_msgTypes[4]
+	mi := &file_authrequest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +392,7 @@ func (x *SaveAuthCode) String() string {
 func (*SaveAuthCode) ProtoMessage() {}
 
 func (x *SaveAuthCode) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[4]
+	mi := &file_authrequest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +405,7 @@ func (x *SaveAuthCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveAuthCode.ProtoReflect.Descriptor instead.
 func (*SaveAuthCode) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{4}
+	return file_authrequest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SaveAuthCode) GetCodeHash() []byte {
@@ -383,7 +431,7 @@ type RedeemAuthCode struct {
 
 func (x *RedeemAuthCode) Reset() {
 	*x = RedeemAuthCode{}
-	mi := &file_authrequest_proto_msgTypes[5]
+	mi := &file_authrequest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +443,7 @@ func (x *RedeemAuthCode) String() string {
 func (*RedeemAuthCode) ProtoMessage() {}
 
 func (x *RedeemAuthCode) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[5]
+	mi := &file_authrequest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +456,7 @@ func (x *RedeemAuthCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeemAuthCode.ProtoReflect.Descriptor instead.
 func (*RedeemAuthCode) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{5}
+	return file_authrequest_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RedeemAuthCode) GetCodeHash() []byte {
@@ -436,7 +484,7 @@ type RecordAuthSession struct {
 
 func (x *RecordAuthSession) Reset() {
 	*x = RecordAuthSession{}
-	mi := &file_authrequest_proto_msgTypes[6]
+	mi := &file_authrequest_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +496,7 @@ func (x *RecordAuthSession) String() string {
 func (*RecordAuthSession) ProtoMessage() {}
 
 func (x *RecordAuthSession) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[6]
+	mi := &file_authrequest_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +509,7 @@ func (x *RecordAuthSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuthSession.ProtoReflect.Descriptor instead.
 func (*RecordAuthSession) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{6}
+	return file_authrequest_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordAuthSession) GetSessionId() string {
@@ -485,13 +533,17 @@ type AuthRequestInfo struct {
 	ExpiresUnixNano  int64                  `protobuf:"varint,10,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
 	SessionIds       []string               `protobuf:"bytes,11,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
 	CreatedUnixNano  int64                  `protobuf:"varint,12,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// authenticated: the user signed in; done additionally needs consent
+	// when consent_required.
+	Authenticated   bool `protobuf:"varint,13,opt,name=authenticated,proto3" json:"authenticated,omitempty"`
+	ConsentRequired bool `protobuf:"varint,14,opt,name=consent_required,json=consentRequired,proto3" json:"consent_required,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuthRequestInfo) Reset() {
 	*x = AuthRequestInfo{}
-	mi := &file_authrequest_proto_msgTypes[7]
+	mi := &file_authrequest_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +555,7 @@ func (x *AuthRequestInfo) String() string {
 func (*AuthRequestInfo) ProtoMessage() {}
 
 func (x *AuthRequestInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[7]
+	mi := &file_authrequest_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +568,7 @@ func (x *AuthRequestInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRequestInfo.ProtoReflect.Descriptor instead.
 func (*AuthRequestInfo) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{7}
+	return file_authrequest_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AuthRequestInfo) GetId() string {
@@ -603,6 +655,20 @@ func (x *AuthRequestInfo) GetCreatedUnixNano() int64 {
 	return 0
 }
 
+func (x *AuthRequestInfo) GetAuthenticated() bool {
+	if x != nil {
+		return x.Authenticated
+	}
+	return false
+}
+
+func (x *AuthRequestInfo) GetConsentRequired() bool {
+	if x != nil {
+		return x.ConsentRequired
+	}
+	return false
+}
+
 // AuthCodeReused answers a second redemption: the caller revokes these
 // sessions and refuses the exchange.
 type AuthCodeReused struct {
@@ -614,7 +680,7 @@ type AuthCodeReused struct {
 
 func (x *AuthCodeReused) Reset() {
 	*x = AuthCodeReused{}
-	mi := &file_authrequest_proto_msgTypes[8]
+	mi := &file_authrequest_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +692,7 @@ func (x *AuthCodeReused) String() string {
 func (*AuthCodeReused) ProtoMessage() {}
 
 func (x *AuthCodeReused) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[8]
+	mi := &file_authrequest_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +705,7 @@ func (x *AuthCodeReused) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCodeReused.ProtoReflect.Descriptor instead.
 func (*AuthCodeReused) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{8}
+	return file_authrequest_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuthCodeReused) GetSessionIds() []string {
@@ -660,7 +726,7 @@ type AuthRequestCreated struct {
 
 func (x *AuthRequestCreated) Reset() {
 	*x = AuthRequestCreated{}
-	mi := &file_authrequest_proto_msgTypes[9]
+	mi := &file_authrequest_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +738,7 @@ func (x *AuthRequestCreated) String() string {
 func (*AuthRequestCreated) ProtoMessage() {}
 
 func (x *AuthRequestCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[9]
+	mi := &file_authrequest_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +751,7 @@ func (x *AuthRequestCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRequestCreated.ProtoReflect.Descriptor instead.
 func (*AuthRequestCreated) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{9}
+	return file_authrequest_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AuthRequestCreated) GetData() *AuthRequestData {
@@ -710,18 +776,19 @@ func (x *AuthRequestCreated) GetExpiresUnixNano() int64 {
 }
 
 type AuthRequestCompleted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Amr           []string               `protobuf:"bytes,2,rep,name=amr,proto3" json:"amr,omitempty"`
-	Acr           string                 `protobuf:"bytes,3,opt,name=acr,proto3" json:"acr,omitempty"`
-	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Subject         string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Amr             []string               `protobuf:"bytes,2,rep,name=amr,proto3" json:"amr,omitempty"`
+	Acr             string                 `protobuf:"bytes,3,opt,name=acr,proto3" json:"acr,omitempty"`
+	AtUnixNano      int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	ConsentRequired bool                   `protobuf:"varint,5,opt,name=consent_required,json=consentRequired,proto3" json:"consent_required,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuthRequestCompleted) Reset() {
 	*x = AuthRequestCompleted{}
-	mi := &file_authrequest_proto_msgTypes[10]
+	mi := &file_authrequest_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +800,7 @@ func (x *AuthRequestCompleted) String() string {
 func (*AuthRequestCompleted) ProtoMessage() {}
 
 func (x *AuthRequestCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[10]
+	mi := &file_authrequest_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +813,7 @@ func (x *AuthRequestCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRequestCompleted.ProtoReflect.Descriptor instead.
 func (*AuthRequestCompleted) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{10}
+	return file_authrequest_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AuthRequestCompleted) GetSubject() string {
@@ -777,6 +844,57 @@ func (x *AuthRequestCompleted) GetAtUnixNano() int64 {
 	return 0
 }
 
+func (x *AuthRequestCompleted) GetConsentRequired() bool {
+	if x != nil {
+		return x.ConsentRequired
+	}
+	return false
+}
+
+type AuthRequestApproved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRequestApproved) Reset() {
+	*x = AuthRequestApproved{}
+	mi := &file_authrequest_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRequestApproved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRequestApproved) ProtoMessage() {}
+
+func (x *AuthRequestApproved) ProtoReflect() protoreflect.Message {
+	mi := &file_authrequest_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRequestApproved.ProtoReflect.Descriptor instead.
+func (*AuthRequestApproved) Descriptor() ([]byte, []int) {
+	return file_authrequest_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AuthRequestApproved) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 type AuthCodeSaved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CodeHash      []byte                 `protobuf:"bytes,1,opt,name=code_hash,json=codeHash,proto3" json:"code_hash,omitempty"`
@@ -786,7 +904,7 @@ type AuthCodeSaved struct {
 
 func (x *AuthCodeSaved) Reset() {
 	*x = AuthCodeSaved{}
-	mi := &file_authrequest_proto_msgTypes[11]
+	mi := &file_authrequest_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +916,7 @@ func (x *AuthCodeSaved) String() string {
 func (*AuthCodeSaved) ProtoMessage() {}
 
 func (x *AuthCodeSaved) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[11]
+	mi := &file_authrequest_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +929,7 @@ func (x *AuthCodeSaved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCodeSaved.ProtoReflect.Descriptor instead.
 func (*AuthCodeSaved) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{11}
+	return file_authrequest_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AuthCodeSaved) GetCodeHash() []byte {
@@ -830,7 +948,7 @@ type AuthCodeRedeemed struct {
 
 func (x *AuthCodeRedeemed) Reset() {
 	*x = AuthCodeRedeemed{}
-	mi := &file_authrequest_proto_msgTypes[12]
+	mi := &file_authrequest_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +960,7 @@ func (x *AuthCodeRedeemed) String() string {
 func (*AuthCodeRedeemed) ProtoMessage() {}
 
 func (x *AuthCodeRedeemed) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[12]
+	mi := &file_authrequest_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +973,7 @@ func (x *AuthCodeRedeemed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCodeRedeemed.ProtoReflect.Descriptor instead.
 func (*AuthCodeRedeemed) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{12}
+	return file_authrequest_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AuthCodeRedeemed) GetAtUnixNano() int64 {
@@ -874,7 +992,7 @@ type AuthCodeReuseSeen struct {
 
 func (x *AuthCodeReuseSeen) Reset() {
 	*x = AuthCodeReuseSeen{}
-	mi := &file_authrequest_proto_msgTypes[13]
+	mi := &file_authrequest_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1004,7 @@ func (x *AuthCodeReuseSeen) String() string {
 func (*AuthCodeReuseSeen) ProtoMessage() {}
 
 func (x *AuthCodeReuseSeen) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[13]
+	mi := &file_authrequest_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1017,7 @@ func (x *AuthCodeReuseSeen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthCodeReuseSeen.ProtoReflect.Descriptor instead.
 func (*AuthCodeReuseSeen) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{13}
+	return file_authrequest_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuthCodeReuseSeen) GetAtUnixNano() int64 {
@@ -918,7 +1036,7 @@ type AuthSessionRecorded struct {
 
 func (x *AuthSessionRecorded) Reset() {
 	*x = AuthSessionRecorded{}
-	mi := &file_authrequest_proto_msgTypes[14]
+	mi := &file_authrequest_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1048,7 @@ func (x *AuthSessionRecorded) String() string {
 func (*AuthSessionRecorded) ProtoMessage() {}
 
 func (x *AuthSessionRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[14]
+	mi := &file_authrequest_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1061,7 @@ func (x *AuthSessionRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthSessionRecorded.ProtoReflect.Descriptor instead.
 func (*AuthSessionRecorded) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{14}
+	return file_authrequest_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AuthSessionRecorded) GetSessionId() string {
@@ -962,7 +1080,7 @@ type AuthRequestExpired struct {
 
 func (x *AuthRequestExpired) Reset() {
 	*x = AuthRequestExpired{}
-	mi := &file_authrequest_proto_msgTypes[15]
+	mi := &file_authrequest_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1092,7 @@ func (x *AuthRequestExpired) String() string {
 func (*AuthRequestExpired) ProtoMessage() {}
 
 func (x *AuthRequestExpired) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[15]
+	mi := &file_authrequest_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1105,7 @@ func (x *AuthRequestExpired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRequestExpired.ProtoReflect.Descriptor instead.
 func (*AuthRequestExpired) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{15}
+	return file_authrequest_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuthRequestExpired) GetAtUnixNano() int64 {
@@ -1010,7 +1128,7 @@ type AuthRequestState struct {
 
 func (x *AuthRequestState) Reset() {
 	*x = AuthRequestState{}
-	mi := &file_authrequest_proto_msgTypes[16]
+	mi := &file_authrequest_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1140,7 @@ func (x *AuthRequestState) String() string {
 func (*AuthRequestState) ProtoMessage() {}
 
 func (x *AuthRequestState) ProtoReflect() protoreflect.Message {
-	mi := &file_authrequest_proto_msgTypes[16]
+	mi := &file_authrequest_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1153,7 @@ func (x *AuthRequestState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRequestState.ProtoReflect.Descriptor instead.
 func (*AuthRequestState) Descriptor() ([]byte, []int) {
-	return file_authrequest_proto_rawDescGZIP(), []int{16}
+	return file_authrequest_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuthRequestState) GetExists() bool {
@@ -1099,11 +1217,13 @@ const file_authrequest_proto_rawDesc = "" +
 	"\x11CreateAuthRequest\x122\n" +
 	"\x04data\x18\x01 \x01(\v2\x1e.ward.protocol.AuthRequestDataR\x04data\x12\x1b\n" +
 	"\tttl_nanos\x18\x02 \x01(\x03R\bttlNanos\"\x10\n" +
-	"\x0eGetAuthRequest\"S\n" +
+	"\x0eGetAuthRequest\"~\n" +
 	"\x13CompleteAuthRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x10\n" +
 	"\x03amr\x18\x02 \x03(\tR\x03amr\x12\x10\n" +
-	"\x03acr\x18\x03 \x01(\tR\x03acr\"+\n" +
+	"\x03acr\x18\x03 \x01(\tR\x03acr\x12)\n" +
+	"\x10consent_required\x18\x04 \x01(\bR\x0fconsentRequired\"\x14\n" +
+	"\x12ApproveAuthRequest\"+\n" +
 	"\fSaveAuthCode\x12\x1b\n" +
 	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\"L\n" +
 	"\x0eRedeemAuthCode\x12\x1b\n" +
@@ -1112,7 +1232,7 @@ const file_authrequest_proto_rawDesc = "" +
 	"check_only\x18\x02 \x01(\bR\tcheckOnly\"2\n" +
 	"\x11RecordAuthSession\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x8c\x03\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdd\x03\n" +
 	"\x0fAuthRequestInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x04data\x18\x02 \x01(\v2\x1e.ward.protocol.AuthRequestDataR\x04data\x12\x12\n" +
@@ -1128,19 +1248,25 @@ const file_authrequest_proto_rawDesc = "" +
 	" \x01(\x03R\x0fexpiresUnixNano\x12\x1f\n" +
 	"\vsession_ids\x18\v \x03(\tR\n" +
 	"sessionIds\x12*\n" +
-	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\"1\n" +
+	"\x11created_unix_nano\x18\f \x01(\x03R\x0fcreatedUnixNano\x12$\n" +
+	"\rauthenticated\x18\r \x01(\bR\rauthenticated\x12)\n" +
+	"\x10consent_required\x18\x0e \x01(\bR\x0fconsentRequired\"1\n" +
 	"\x0eAuthCodeReused\x12\x1f\n" +
 	"\vsession_ids\x18\x01 \x03(\tR\n" +
 	"sessionIds\"\xa0\x01\n" +
 	"\x12AuthRequestCreated\x122\n" +
 	"\x04data\x18\x01 \x01(\v2\x1e.ward.protocol.AuthRequestDataR\x04data\x12*\n" +
 	"\x11created_unix_nano\x18\x02 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"v\n" +
+	"\x11expires_unix_nano\x18\x03 \x01(\x03R\x0fexpiresUnixNano\"\xa1\x01\n" +
 	"\x14AuthRequestCompleted\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x10\n" +
 	"\x03amr\x18\x02 \x03(\tR\x03amr\x12\x10\n" +
 	"\x03acr\x18\x03 \x01(\tR\x03acr\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\x12)\n" +
+	"\x10consent_required\x18\x05 \x01(\bR\x0fconsentRequired\"7\n" +
+	"\x13AuthRequestApproved\x12 \n" +
+	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
 	"atUnixNano\",\n" +
 	"\rAuthCodeSaved\x12\x1b\n" +
 	"\tcode_hash\x18\x01 \x01(\fR\bcodeHash\"4\n" +
@@ -1176,31 +1302,33 @@ func file_authrequest_proto_rawDescGZIP() []byte {
 	return file_authrequest_proto_rawDescData
 }
 
-var file_authrequest_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_authrequest_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_authrequest_proto_goTypes = []any{
 	(*AuthRequestData)(nil),      // 0: ward.protocol.AuthRequestData
 	(*CreateAuthRequest)(nil),    // 1: ward.protocol.CreateAuthRequest
 	(*GetAuthRequest)(nil),       // 2: ward.protocol.GetAuthRequest
 	(*CompleteAuthRequest)(nil),  // 3: ward.protocol.CompleteAuthRequest
-	(*SaveAuthCode)(nil),         // 4: ward.protocol.SaveAuthCode
-	(*RedeemAuthCode)(nil),       // 5: ward.protocol.RedeemAuthCode
-	(*RecordAuthSession)(nil),    // 6: ward.protocol.RecordAuthSession
-	(*AuthRequestInfo)(nil),      // 7: ward.protocol.AuthRequestInfo
-	(*AuthCodeReused)(nil),       // 8: ward.protocol.AuthCodeReused
-	(*AuthRequestCreated)(nil),   // 9: ward.protocol.AuthRequestCreated
-	(*AuthRequestCompleted)(nil), // 10: ward.protocol.AuthRequestCompleted
-	(*AuthCodeSaved)(nil),        // 11: ward.protocol.AuthCodeSaved
-	(*AuthCodeRedeemed)(nil),     // 12: ward.protocol.AuthCodeRedeemed
-	(*AuthCodeReuseSeen)(nil),    // 13: ward.protocol.AuthCodeReuseSeen
-	(*AuthSessionRecorded)(nil),  // 14: ward.protocol.AuthSessionRecorded
-	(*AuthRequestExpired)(nil),   // 15: ward.protocol.AuthRequestExpired
-	(*AuthRequestState)(nil),     // 16: ward.protocol.AuthRequestState
+	(*ApproveAuthRequest)(nil),   // 4: ward.protocol.ApproveAuthRequest
+	(*SaveAuthCode)(nil),         // 5: ward.protocol.SaveAuthCode
+	(*RedeemAuthCode)(nil),       // 6: ward.protocol.RedeemAuthCode
+	(*RecordAuthSession)(nil),    // 7: ward.protocol.RecordAuthSession
+	(*AuthRequestInfo)(nil),      // 8: ward.protocol.AuthRequestInfo
+	(*AuthCodeReused)(nil),       // 9: ward.protocol.AuthCodeReused
+	(*AuthRequestCreated)(nil),   // 10: ward.protocol.AuthRequestCreated
+	(*AuthRequestCompleted)(nil), // 11: ward.protocol.AuthRequestCompleted
+	(*AuthRequestApproved)(nil),  // 12: ward.protocol.AuthRequestApproved
+	(*AuthCodeSaved)(nil),        // 13: ward.protocol.AuthCodeSaved
+	(*AuthCodeRedeemed)(nil),     // 14: ward.protocol.AuthCodeRedeemed
+	(*AuthCodeReuseSeen)(nil),    // 15: ward.protocol.AuthCodeReuseSeen
+	(*AuthSessionRecorded)(nil),  // 16: ward.protocol.AuthSessionRecorded
+	(*AuthRequestExpired)(nil),   // 17: ward.protocol.AuthRequestExpired
+	(*AuthRequestState)(nil),     // 18: ward.protocol.AuthRequestState
 }
 var file_authrequest_proto_depIdxs = []int32{
 	0, // 0: ward.protocol.CreateAuthRequest.data:type_name -> ward.protocol.AuthRequestData
 	0, // 1: ward.protocol.AuthRequestInfo.data:type_name -> ward.protocol.AuthRequestData
 	0, // 2: ward.protocol.AuthRequestCreated.data:type_name -> ward.protocol.AuthRequestData
-	7, // 3: ward.protocol.AuthRequestState.info:type_name -> ward.protocol.AuthRequestInfo
+	8, // 3: ward.protocol.AuthRequestState.info:type_name -> ward.protocol.AuthRequestInfo
 	4, // [4:4] is the sub-list for method output_type
 	4, // [4:4] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
@@ -1219,7 +1347,7 @@ func file_authrequest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authrequest_proto_rawDesc), len(file_authrequest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -46,7 +46,11 @@ type OIDCClient struct {
 	CreatedUnixNano int64 `protobuf:"varint,11,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// keys are the client's public keys (JWK JSON) for private_key_jwt and
 	// the JWT profile of service accounts.
-	Keys          []*OIDCClientKey `protobuf:"bytes,12,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []*OIDCClientKey `protobuf:"bytes,12,rep,name=keys,proto3" json:"keys,omitempty"`
+	// first_party clients are our own applications: their users are not
+	// asked to consent. Everyone else's scopes are shown for approval once,
+	// and the consent is remembered per user and client.
+	FirstParty    bool `protobuf:"varint,13,opt,name=first_party,json=firstParty,proto3" json:"first_party,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,6 +169,13 @@ func (x *OIDCClient) GetKeys() []*OIDCClientKey {
 	return nil
 }
 
+func (x *OIDCClient) GetFirstParty() bool {
+	if x != nil {
+		return x.FirstParty
+	}
+	return false
+}
+
 type OIDCClientKey struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Kid             string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
@@ -229,7 +240,7 @@ var File_oidcclient_proto protoreflect.FileDescriptor
 
 const file_oidcclient_proto_rawDesc = "" +
 	"\n" +
-	"\x10oidcclient.proto\x12\rward.protocol\"\x97\x03\n" +
+	"\x10oidcclient.proto\x12\rward.protocol\"\xb8\x03\n" +
 	"\n" +
 	"OIDCClient\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -245,7 +256,9 @@ const file_oidcclient_proto_rawDesc = "" +
 	"\bdev_mode\x18\n" +
 	" \x01(\bR\adevMode\x12*\n" +
 	"\x11created_unix_nano\x18\v \x01(\x03R\x0fcreatedUnixNano\x120\n" +
-	"\x04keys\x18\f \x03(\v2\x1c.ward.protocol.OIDCClientKeyR\x04keys\"h\n" +
+	"\x04keys\x18\f \x03(\v2\x1c.ward.protocol.OIDCClientKeyR\x04keys\x12\x1f\n" +
+	"\vfirst_party\x18\r \x01(\bR\n" +
+	"firstParty\"h\n" +
 	"\rOIDCClientKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x19\n" +
 	"\bjwk_json\x18\x02 \x01(\fR\ajwkJson\x12*\n" +

@@ -70,6 +70,8 @@ func (a *Actor) Receive(ctx actors.Context, msg protocol.Message) error {
 		return nil
 	case *protocol.CompleteAuthRequest:
 		return a.complete(ctx, m)
+	case *protocol.ApproveAuthRequest:
+		return a.approve(ctx)
 	case *protocol.SaveAuthCode:
 		return a.saveCode(ctx, m)
 	case *protocol.RedeemAuthCode:
@@ -121,17 +123,38 @@ func (a *Actor) complete(ctx actors.Context, m *protocol.CompleteAuthRequest) er
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "acr longer than %d bytes", maxShortValLen)
 	}
 	info := a.state.GetInfo()
-	if info.GetDone() {
+	if info.GetAuthenticated() {
 		if info.GetSubject() == sub {
 			ctx.Reply(a.info()) // a retried login: nothing new
 			return nil
 		}
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "authorization request %s was completed by another subject", a.id)
 	}
-	ev := &protocol.AuthRequestCompleted{Subject: sub, Amr: m.GetAmr(), Acr: m.GetAcr(), AtUnixNano: ctx.Now().UnixNano()}
+	ev := &protocol.AuthRequestCompleted{Subject: sub, Amr: m.GetAmr(), Acr: m.GetAcr(), AtUnixNano: ctx.Now().UnixNano(), ConsentRequired: m.GetConsentRequired()}
 	ctx.Persist(ev)
 	out := a.info()
-	out.Done, out.Subject, out.Amr, out.Acr, out.AuthTimeUnixNano = true, sub, ev.Amr, ev.Acr, ev.AtUnixNano
+	out.Authenticated, out.Subject, out.Amr, out.Acr, out.AuthTimeUnixNano = true, sub, ev.Amr, ev.Acr, ev.AtUnixNano
+	out.ConsentRequired, out.Done = ev.ConsentRequired, !ev.ConsentRequired
+	ctx.Reply(out)
+	return nil
+}
+
+// approve records consent: the request is done once its user approved.
+func (a *Actor) approve(ctx actors.Context) error {
+	if err := a.mustBeLive(); err != nil {
+		return err
+	}
+	info := a.state.GetInfo()
+	switch {
+	case !info.GetAuthenticated():
+		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "authorization request %s is not authenticated yet", a.id)
+	case info.GetDone():
+		ctx.Reply(a.info()) // approved already, or no consent needed
+		return nil
+	}
+	ctx.Persist(&protocol.AuthRequestApproved{AtUnixNano: ctx.Now().UnixNano()})
+	out := a.info()
+	out.Done = true
 	ctx.Reply(out)
 	return nil
 }
@@ -144,7 +167,7 @@ func (a *Actor) saveCode(ctx actors.Context, m *protocol.SaveAuthCode) error {
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "code hash is %d bytes, want %d", len(m.GetCodeHash()), CodeHashLen)
 	}
 	if !a.state.GetInfo().GetDone() {
-		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "authorization request %s is not authenticated yet", a.id)
+		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "authorization request %s is not authenticated and approved yet", a.id)
 	}
 	if a.state.GetInfo().GetCodeIssued() {
 		if subtle.ConstantTimeCompare(a.state.GetCodeHash(), m.GetCodeHash()) == 1 {
@@ -234,7 +257,10 @@ func (a *Actor) Apply(event protocol.Message) error {
 		s.Exists = true
 		s.Info = &protocol.AuthRequestInfo{Id: a.id, Data: e.GetData(), CreatedUnixNano: e.GetCreatedUnixNano(), ExpiresUnixNano: e.GetExpiresUnixNano()}
 	case *protocol.AuthRequestCompleted:
-		s.Info.Done, s.Info.Subject, s.Info.Amr, s.Info.Acr, s.Info.AuthTimeUnixNano = true, e.GetSubject(), e.GetAmr(), e.GetAcr(), e.GetAtUnixNano()
+		s.Info.Authenticated, s.Info.Subject, s.Info.Amr, s.Info.Acr, s.Info.AuthTimeUnixNano = true, e.GetSubject(), e.GetAmr(), e.GetAcr(), e.GetAtUnixNano()
+		s.Info.ConsentRequired, s.Info.Done = e.GetConsentRequired(), !e.GetConsentRequired()
+	case *protocol.AuthRequestApproved:
+		s.Info.Done = true
 	case *protocol.AuthCodeSaved:
 		s.CodeHash = e.GetCodeHash()
 		s.Info.CodeIssued = true

@@ -17,7 +17,8 @@ import (
 //
 //	create id=ID [client=C] [redirect=URI] [scopes=a,b] [challenge=X method=S256] [ttl=10m] [state=S]
 //	get id=ID
-//	complete id=ID subject=S [amr=pwd,otp] [acr=L1]
+//	complete id=ID subject=S [amr=pwd,otp] [acr=L1] [consent=1]
+//	approve id=ID
 //	save id=ID code=C         stores sha256(C)
 //	redeem id=ID code=C
 //	check id=ID code=C        redeem with check_only
@@ -69,7 +70,9 @@ func TestStories(t *testing.T) {
 			case "get":
 				return h.Step(id, &protocol.GetAuthRequest{})
 			case "complete":
-				return h.Step(id, &protocol.CompleteAuthRequest{Subject: arg("subject", ""), Amr: list("amr"), Acr: arg("acr", "")})
+				return h.Step(id, &protocol.CompleteAuthRequest{Subject: arg("subject", ""), Amr: list("amr"), Acr: arg("acr", ""), ConsentRequired: arg("consent", "") == "1"})
+			case "approve":
+				return h.Step(id, &protocol.ApproveAuthRequest{})
 			case "save":
 				return h.Step(id, &protocol.SaveAuthCode{CodeHash: hash(arg("code", ""))})
 			case "redeem":

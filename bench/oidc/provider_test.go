@@ -31,6 +31,7 @@ import (
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/authrequest"
+	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
 	"github.com/wardhq/ward/actors/oidcclient"
 	"github.com/wardhq/ward/actors/session"
@@ -125,7 +126,7 @@ func start() (*bench, error) {
 	n, err := cluster.StartNode(cluster.NodeConfig{
 		Store: store, Partitions: 4,
 		Host: cluster.Config{
-			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind},
+			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind},
 			Logger:     log,
 			Registerer: prometheus.NewRegistry(),
 		},
@@ -142,7 +143,7 @@ func start() (*bench, error) {
 	}
 	ctx := context.Background()
 	for _, c := range []*protocol.OIDCClient{
-		{Id: "web", Public: true, DevMode: true, RedirectUris: []string{redirectURI}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
+		{Id: "web", Public: true, DevMode: true, FirstParty: true, RedirectUris: []string{redirectURI}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
 		{Id: "svc", SecretSha256: oidcclient.HashSecret(svcSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}},
 	} {
 		b, _ := proto.Marshal(c)

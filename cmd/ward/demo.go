@@ -137,6 +137,9 @@ func demoClients(d *demoFile) []*protocol.OIDCClient {
 	var out []*protocol.OIDCClient
 	for _, c := range d.Clients {
 		reg := &protocol.OIDCClient{Id: c.ID, Name: c.Kind, Tenant: d.Tenant, RedirectUris: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: scopes[c.ID]}
+		// The demo web app and service are ours; the backend plays a
+		// third-party app, so its users are asked for consent.
+		reg.FirstParty = c.ID != "demo-backend"
 		if c.Secret == "" {
 			// A browser app on http://localhost is a development setup.
 			reg.Public, reg.DevMode = true, true

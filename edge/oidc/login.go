@@ -20,6 +20,7 @@ import (
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/authrequest"
+	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
 	"github.com/wardhq/ward/actors/user"
 	"github.com/wardhq/ward/edge/password"
@@ -162,12 +163,138 @@ func (l *login) submit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	_, err = l.cfg.Actors.Request(r.Context(), authrequest.KindName, id, &protocol.CompleteAuthRequest{Subject: subject, Amr: []string{"pwd"}, Acr: "L1"})
+	need, err := l.consentNeeded(r.Context(), ar, subject)
+	if err != nil {
+		l.cfg.Logger.Error("consent lookup failed", "err", err)
+		page.Error = "Something went wrong; please try again."
+		l.render(w, http.StatusInternalServerError, ar, page)
+		return
+	}
+	info, err := l.cfg.Actors.Request(r.Context(), authrequest.KindName, id, &protocol.CompleteAuthRequest{Subject: subject, Amr: []string{"pwd"}, Acr: "L1", ConsentRequired: need})
 	if err != nil {
 		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
 		return
 	}
-	http.Redirect(w, r, l.callback(r.Context(), id), http.StatusSeeOther)
+	if info.(*protocol.AuthRequestInfo).GetDone() {
+		http.Redirect(w, r, l.callback(r.Context(), id), http.StatusSeeOther)
+		return
+	}
+	l.showConsent(w, ar, page.CSRF)
+}
+
+// consentNeeded: first-party clients never ask; others ask once per scope
+// the user has not allowed them yet.
+func (l *login) consentNeeded(ctx context.Context, ar *protocol.AuthRequestInfo, subject string) (bool, error) {
+	c, err := l.st.client(ar.GetData().GetClientId())
+	if err != nil {
+		return false, err
+	}
+	if c.GetFirstParty() {
+		return false, nil
+	}
+	m, err := l.cfg.Actors.Request(ctx, consent.KindName, consent.ID(l.cfg.Tenant, subject, c.GetId()), &protocol.GetConsent{})
+	if err != nil {
+		return false, err
+	}
+	return !consent.Covers(m.(*protocol.ConsentState).GetScopes(), ar.GetData().GetScopes()), nil
+}
+
+type consentPage struct {
+	Nonce, Action, ID, CSRF, Client string
+	Scopes                          []string
+}
+
+func (l *login) showConsent(w http.ResponseWriter, ar *protocol.AuthRequestInfo, csrf string) {
+	name := ar.GetData().GetClientId()
+	if c, err := l.st.client(name); err == nil && c.GetName() != "" {
+		name = c.GetName()
+	}
+	var scopes []string
+	for _, s := range ar.GetData().GetScopes() {
+		if s != "openid" {
+			scopes = append(scopes, scopeText(s))
+		}
+	}
+	p := consentPage{Nonce: l.nonce(), Action: l.cfg.loginPath + "/consent", ID: ar.GetId(), CSRF: csrf, Client: name, Scopes: scopes}
+	formTo := "'self'"
+	if u, err := url.Parse(ar.GetData().GetRedirectUri()); err == nil && u.Scheme != "" {
+		formTo += " " + u.Scheme + "://" + u.Host
+	}
+	l.page(w, http.StatusOK, "consent.html", p.Nonce, formTo, p)
+}
+
+// scopeText says what a scope lets the client do.
+func scopeText(s string) string {
+	switch s {
+	case "profile":
+		return "see your name"
+	case "email":
+		return "see your e-mail address"
+	case "phone":
+		return "see your phone number"
+	case "offline_access":
+		return "stay signed in when you are away (refresh tokens)"
+	}
+	return "use the scope " + s
+}
+
+// decide serves POST /login/consent: the user allows or denies the
+// client's scopes. Allowing is remembered per user and client.
+func (l *login) decide(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
+	if err := r.ParseForm(); err != nil {
+		l.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "")
+		return
+	}
+	id := r.PostForm.Get("authRequestID")
+	c, err := r.Cookie(csrfCookie)
+	if err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(l.csrfToken(c.Value, id))) {
+		l.message(w, http.StatusForbidden, "Form expired", "This form was not issued for this browser, or it expired. Go back and sign in again.", "")
+		return
+	}
+	ar, err := l.request(r.Context(), id)
+	if err != nil || !ar.GetAuthenticated() {
+		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		return
+	}
+	switch r.PostForm.Get("decision") {
+	case "allow":
+		var scopes []string
+		for _, s := range ar.GetData().GetScopes() {
+			if s != "openid" {
+				scopes = append(scopes, s)
+			}
+		}
+		cid := consent.ID(l.cfg.Tenant, ar.GetSubject(), ar.GetData().GetClientId())
+		if _, err := l.cfg.Actors.Request(r.Context(), consent.KindName, cid, &protocol.GrantConsent{Scopes: scopes}); err != nil {
+			l.cfg.Logger.Error("record consent", "err", err)
+			l.message(w, http.StatusInternalServerError, "Error", "Please try again.", "")
+			return
+		}
+		if _, err := l.cfg.Actors.Request(r.Context(), authrequest.KindName, id, &protocol.ApproveAuthRequest{}); err != nil {
+			l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+			return
+		}
+		http.Redirect(w, r, l.callback(r.Context(), id), http.StatusSeeOther)
+	case "deny":
+		// RFC 6749 §4.1.2.1: access_denied, back to the (registered,
+		// exactly matched) redirect URI with the client's state.
+		u, err := url.Parse(ar.GetData().GetRedirectUri())
+		if err != nil {
+			l.message(w, http.StatusBadRequest, "Bad request", "The application's address is not valid.", "")
+			return
+		}
+		q := u.Query()
+		q.Set("error", "access_denied")
+		q.Set("error_description", "the user denied access")
+		if st := ar.GetData().GetState(); st != "" {
+			q.Set("state", st)
+		}
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	default:
+		l.message(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.", "")
+	}
 }
 
 var errBadCredentials = errors.New("bad credentials")

@@ -24,6 +24,7 @@ import (
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/authrequest"
+	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
 	"github.com/wardhq/ward/actors/oidcclient"
 	"github.com/wardhq/ward/actors/session"
@@ -75,7 +76,7 @@ func startTestProvider() (*testProvider, error) {
 	n, err := cluster.StartNode(cluster.NodeConfig{
 		Store: store, Partitions: 4,
 		Host: cluster.Config{
-			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind},
+			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind},
 			Logger:     log,
 			Registerer: prometheus.NewRegistry(),
 		},
@@ -92,7 +93,8 @@ func startTestProvider() (*testProvider, error) {
 	}
 	ctx := context.Background()
 	for _, c := range []*protocol.OIDCClient{
-		{Id: "web", Public: true, DevMode: true, RedirectUris: []string{"http://127.0.0.1:9/cb"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
+		{Id: "web", Public: true, DevMode: true, FirstParty: true, RedirectUris: []string{"http://127.0.0.1:9/cb"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
+		{Id: "third", Name: "Third Party App", Public: true, DevMode: true, RedirectUris: []string{"http://127.0.0.1:9/third"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode}, Scopes: []string{"email"}},
 		{Id: "svc", SecretSha256: oidcclient.HashSecret(testSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}},
 	} {
 		b, _ := proto.Marshal(c)
@@ -312,9 +314,13 @@ func registerUser(t *testing.T, p *testProvider, email, pw string) string {
 // loginForm starts an authorization request and opens its login form,
 // returning the form's fields and the CSRF cookie.
 func loginForm(t *testing.T, p *testProvider) (url.Values, *http.Cookie) {
+	return loginFormFor(t, p, "web", "http://127.0.0.1:9/cb", "openid")
+}
+
+func loginFormFor(t *testing.T, p *testProvider, clientID, redirect, scope string) (url.Values, *http.Cookie) {
 	t.Helper()
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	q := url.Values{"client_id": {"web"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
+	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "scope": {scope}, "redirect_uri": {redirect},
 		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}, "state": {"s"}}
 	resp, err := noFollow.Get(p.srv.URL + "/authorize?" + q.Encode())
 	if err != nil {
@@ -501,5 +507,74 @@ func TestConcurrentRefreshRotations(t *testing.T) {
 		if strings.HasPrefix(s, "error:") || s == rt {
 			t.Fatalf("answer: %s", s)
 		}
+	}
+}
+
+// TestConsentRememberedPerClient: a third-party client's scopes are shown
+// for approval once; allowed, they are remembered (the next sign-in goes
+// straight back); denied, the client gets access_denied with its state;
+// the provider's callback refuses a request whose consent is pending.
+func TestConsentRememberedPerClient(t *testing.T) {
+	p := newTestProvider(t)
+	registerUser(t, p, "consent@example.test", "correct horse battery staple")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, form url.Values, cookie *http.Cookie) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, p.srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(cookie)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	signIn := func() (url.Values, *http.Cookie, *http.Response, string) {
+		form, cookie := loginFormFor(t, p, "third", "http://127.0.0.1:9/third", "openid email")
+		form.Set("email", "consent@example.test")
+		form.Set("password", "correct horse battery staple")
+		resp, body := post("/login", form, cookie)
+		return form, cookie, resp, body
+	}
+	form, cookie, resp, body := signIn()
+	if resp.StatusCode != 200 || !strings.Contains(body, "Third Party App") || !strings.Contains(body, "see your e-mail address") {
+		t.Fatalf("consent page: %d %s", resp.StatusCode, body)
+	}
+	// Consent pending: the callback must not issue a code.
+	cb, err := noFollow.Get(p.srv.URL + "/authorize/callback?id=" + form.Get("authRequestID"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb.Body.Close()
+	if loc := cb.Header.Get("Location"); strings.Contains(loc, "code=") {
+		t.Fatalf("callback issued a code before consent: %s", loc)
+	}
+	// A forged decision is refused.
+	if r, _ := post("/login/consent", url.Values{"authRequestID": {form.Get("authRequestID")}, "csrf": {"x"}, "decision": {"allow"}}, cookie); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("forged consent: %d", r.StatusCode)
+	}
+	resp, _ = post("/login/consent", url.Values{"authRequestID": {form.Get("authRequestID")}, "csrf": {form.Get("csrf")}, "decision": {"allow"}}, cookie)
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "/authorize/callback?id=") {
+		t.Fatalf("allow: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// Remembered: the next sign-in goes straight to the callback.
+	_, _, resp, _ = signIn()
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "/authorize/callback?id=") {
+		t.Fatalf("second sign-in: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// A new user denies: access_denied back to the client, with its state.
+	registerUser(t, p, "deny@example.test", "correct horse battery staple")
+	form, cookie = loginFormFor(t, p, "third", "http://127.0.0.1:9/third", "openid email")
+	form.Set("email", "deny@example.test")
+	form.Set("password", "correct horse battery staple")
+	if resp, _ := post("/login", form, cookie); resp.StatusCode != 200 {
+		t.Fatalf("consent page for the second user: %d", resp.StatusCode)
+	}
+	resp, _ = post("/login/consent", url.Values{"authRequestID": {form.Get("authRequestID")}, "csrf": {form.Get("csrf")}, "decision": {"deny"}}, cookie)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || loc == nil || !strings.HasPrefix(loc.String(), "http://127.0.0.1:9/third") ||
+		loc.Query().Get("error") != "access_denied" || loc.Query().Get("state") != "s" {
+		t.Fatalf("deny: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -178,6 +178,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/login", l)
+	mux.HandleFunc("POST /login/consent", l.decide)
 	mux.HandleFunc("GET /logged-out", l.loggedOut)
 	mux.Handle("/", provider)
 	return securityHeaders(tokenGuard(mux)), nil
@@ -241,7 +242,7 @@ func oauthError(w http.ResponseWriter, code, description string) {
 // Paths lists the path prefixes the provider serves, for the node's mux.
 var Paths = []string{
 	"/.well-known/openid-configuration", "/authorize", "/authorize/", "/oauth/", "/userinfo",
-	"/revoke", "/end_session", "/keys", "/login", "/logged-out",
+	"/revoke", "/end_session", "/keys", "/login", "/login/consent", "/logged-out",
 }
 
 // securityHeaders sets what every provider answer carries: no framing, no

@@ -18,12 +18,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
-	"github.com/wardhq/ward/actors/emailindex"
-	"github.com/wardhq/ward/actors/user"
 	"github.com/wardhq/ward/edge/password"
+	"github.com/wardhq/ward/edge/signin"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -140,20 +138,20 @@ func (l *login) submit(w http.ResponseWriter, r *http.Request) {
 		l.render(w, http.StatusBadRequest, ar, page)
 		return
 	}
-	subject, err := l.authenticate(r.Context(), email, pw)
+	subject, err := signin.Password(r.Context(), l.cfg.Actors, l.cfg.Passwords, l.cfg.Tenant, email, pw)
 	if err != nil {
 		var busy *password.BusyError
-		var locked *lockedError
+		var locked *signin.LockedError
 		switch {
 		case errors.As(err, &busy):
 			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, busy.RetryAfter().Round(time.Second).Seconds()))))
 			page.Error = "We are busy right now; please try again in a moment."
 			l.render(w, http.StatusServiceUnavailable, ar, page)
 		case errors.As(err, &locked):
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, locked.retry.Round(time.Second).Seconds()))))
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, locked.RetryAfter.Round(time.Second).Seconds()))))
 			page.Error = "Too many failed attempts. This account is locked for a while; try again later."
 			l.render(w, http.StatusTooManyRequests, ar, page)
-		case errors.Is(err, errBadCredentials):
+		case errors.Is(err, signin.ErrBadCredentials):
 			page.Error = "The e-mail address or password is not right."
 			l.render(w, http.StatusUnauthorized, ar, page)
 		default:
@@ -295,58 +293,6 @@ func (l *login) decide(w http.ResponseWriter, r *http.Request) {
 	default:
 		l.message(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.", "")
 	}
-}
-
-var errBadCredentials = errors.New("bad credentials")
-
-type lockedError struct{ retry time.Duration }
-
-func (e *lockedError) Error() string { return "account locked" }
-
-// authenticate checks e-mail and password. Unknown addresses cost the same
-// hash as known ones, and get the same answer.
-func (l *login) authenticate(ctx context.Context, email, pw string) (string, error) {
-	m, err := l.cfg.Actors.Request(ctx, emailindex.KindName, emailindex.ID(l.cfg.Tenant, email), &protocol.EmailLookup{})
-	if err != nil {
-		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_NOT_FOUND || actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
-			if derr := l.cfg.Passwords.VerifyDummy(ctx, pw); derr != nil {
-				return "", derr
-			}
-			return "", errBadCredentials
-		}
-		return "", fmt.Errorf("look up e-mail: %w", err)
-	}
-	uid := m.(*protocol.EmailHolder).GetUserId()
-	actor := user.ID(l.cfg.Tenant, uid)
-	m, err = l.cfg.Actors.Request(ctx, user.KindName, actor, &protocol.GetCredentials{})
-	if err != nil {
-		return "", fmt.Errorf("credentials: %w", err)
-	}
-	cred := m.(*protocol.UserCredentials)
-	if cred.GetLock().GetLocked() {
-		return "", &lockedError{retry: time.Duration(cred.GetLock().GetRetryAfterNanos())}
-	}
-	if cred.GetPhc() == "" || cred.GetState() != protocol.UserState_USER_STATE_ACTIVE {
-		if derr := l.cfg.Passwords.VerifyDummy(ctx, pw); derr != nil {
-			return "", derr
-		}
-		return "", errBadCredentials
-	}
-	ok, _, err := l.cfg.Passwords.Verify(ctx, cred.GetPhc(), pw)
-	if err != nil {
-		return "", err
-	}
-	m, err = l.cfg.Actors.Request(ctx, user.KindName, actor, &protocol.RecordLogin{Success: ok})
-	if err != nil {
-		return "", fmt.Errorf("record login: %w", err)
-	}
-	if st := m.(*protocol.LoginStatus); !st.GetAccepted() {
-		return "", &lockedError{retry: time.Duration(st.GetLock().GetRetryAfterNanos())}
-	}
-	if !ok {
-		return "", errBadCredentials
-	}
-	return uid, nil
 }
 
 func (l *login) nonce() string {

@@ -1,10 +1,8 @@
 package web
 
 import (
-	"context"
 	"crypto/hmac"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,11 +11,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wardhq/ward/actors"
-	"github.com/wardhq/ward/actors/emailindex"
 	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/actors/user"
 	"github.com/wardhq/ward/actors/usersessions"
 	"github.com/wardhq/ward/edge/password"
+	"github.com/wardhq/ward/edge/signin"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -58,18 +56,18 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	uid, err := s.authenticate(ctx, email, pw)
+	uid, err := signin.Password(ctx, s.cfg.Actors, s.cfg.Passwords, s.cfg.Tenant, email, pw)
 	if err != nil {
 		var busy *password.BusyError
-		var locked *lockedError
+		var locked *signin.LockedError
 		switch {
 		case errors.As(err, &busy):
 			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, busy.RetryAfter().Round(time.Second).Seconds()))))
 			fail(http.StatusServiceUnavailable, "We are busy right now; please try again in a moment.")
 		case errors.As(err, &locked):
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, locked.retry.Round(time.Second).Seconds()))))
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, locked.RetryAfter.Round(time.Second).Seconds()))))
 			fail(http.StatusTooManyRequests, "Too many failed attempts. This account is locked for a while; try again later.")
-		case errors.Is(err, errBadCredentials):
+		case errors.Is(err, signin.ErrBadCredentials):
 			fail(http.StatusUnauthorized, "The e-mail address or password is not right, or the account is not verified yet.")
 		default:
 			s.internal(w, "account sign-in", err)
@@ -88,64 +86,6 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: accountCookie, Value: sid + "." + mac(s.sessKey, sid), Path: "/account", HttpOnly: true,
 		Secure: s.secure, SameSite: http.SameSiteStrictMode, MaxAge: int(s.cfg.SessionTTL.Seconds())})
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
-}
-
-var errBadCredentials = errors.New("bad credentials")
-
-type lockedError struct{ retry time.Duration }
-
-func (e *lockedError) Error() string { return "account locked" }
-
-// authenticate checks e-mail and password the way the provider's login
-// does: unknown addresses and accounts that may not sign in cost the same
-// hash and get the same answer; the user actor keeps the lockout.
-func (s *server) authenticate(ctx context.Context, email, pw string) (string, error) {
-	dummy := func() (string, error) {
-		if err := s.cfg.Passwords.VerifyDummy(ctx, pw); err != nil {
-			return "", err
-		}
-		return "", errBadCredentials
-	}
-	m, err := s.cfg.Actors.Request(ctx, emailindex.KindName, emailindex.ID(s.cfg.Tenant, email), &protocol.EmailLookup{})
-	if err != nil {
-		if c := actors.CodeOf(err); c == protocol.ErrorCode_ERROR_CODE_NOT_FOUND || c == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
-			return dummy()
-		}
-		return "", fmt.Errorf("look up e-mail: %w", err)
-	}
-	uid := m.(*protocol.EmailHolder).GetUserId()
-	actor := user.ID(s.cfg.Tenant, uid)
-	m, err = s.cfg.Actors.Request(ctx, user.KindName, actor, &protocol.GetCredentials{})
-	if err != nil {
-		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_NOT_FOUND {
-			// Reserved but never registered (a registration that died
-			// half-way).
-			return dummy()
-		}
-		return "", fmt.Errorf("credentials: %w", err)
-	}
-	cred := m.(*protocol.UserCredentials)
-	if cred.GetLock().GetLocked() {
-		return "", &lockedError{retry: time.Duration(cred.GetLock().GetRetryAfterNanos())}
-	}
-	if cred.GetPhc() == "" || cred.GetState() != protocol.UserState_USER_STATE_ACTIVE {
-		return dummy()
-	}
-	ok, _, err := s.cfg.Passwords.Verify(ctx, cred.GetPhc(), pw)
-	if err != nil {
-		return "", err
-	}
-	m, err = s.cfg.Actors.Request(ctx, user.KindName, actor, &protocol.RecordLogin{Success: ok})
-	if err != nil {
-		return "", fmt.Errorf("record login: %w", err)
-	}
-	if st := m.(*protocol.LoginStatus); !st.GetAccepted() {
-		return "", &lockedError{retry: time.Duration(st.GetLock().GetRetryAfterNanos())}
-	}
-	if !ok {
-		return "", errBadCredentials
-	}
-	return uid, nil
 }
 
 // signedIn returns the browser's live account session: the cookie's MAC

@@ -26,10 +26,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -39,10 +37,10 @@ import (
 	"github.com/wardhq/ward/actors/usersessions"
 	passwordbench "github.com/wardhq/ward/bench/password"
 	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/clustertest"
 	"github.com/wardhq/ward/edge/jose"
 	"github.com/wardhq/ward/edge/oidc"
 	"github.com/wardhq/ward/edge/password"
-	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -74,7 +72,6 @@ var pkceChallenge = func() string {
 // production parameters (argon2id m=64 MiB t=3 p=1).
 type bench struct {
 	node   *cluster.Node
-	store  *persistence.Store
 	hasher *password.Hasher
 	srv    map[protocol.KeyAlg]*httptest.Server
 }
@@ -85,21 +82,16 @@ var (
 	sharedErr  error
 )
 
-var tempDir string
+// stopNode stops the shared node and removes its data.
+var stopNode func()
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	// op logs refused requests through slog's default logger.
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	code := m.Run()
-	if shared != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_ = shared.node.Stop(ctx)
-		cancel()
-		_ = shared.store.Close()
-	}
-	if tempDir != "" {
-		_ = os.RemoveAll(tempDir)
+	if stopNode != nil {
+		stopNode()
 	}
 	os.Exit(code)
 }
@@ -115,32 +107,11 @@ func provider(b *testing.B) *bench {
 
 func start() (*bench, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var err error
-	if tempDir, err = os.MkdirTemp("", "ward-bench-oidc-"); err != nil {
-		return nil, err
-	}
-	store, err := persistence.Open(tempDir, persistence.Options{Logger: log})
+	n, stop, err := clustertest.OneNode(authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind)
 	if err != nil {
 		return nil, err
 	}
-	n, err := cluster.StartNode(cluster.NodeConfig{
-		Store: store, Partitions: 4,
-		Host: cluster.Config{
-			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind},
-			Logger:     log,
-			Registerer: prometheus.NewRegistry(),
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !n.Ready() || !n.Meta().IsLeader() {
-		if time.Now().After(deadline) {
-			return nil, errors.New("node not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	stopNode = stop
 	ctx := context.Background()
 	for _, c := range []*protocol.OIDCClient{
 		{Id: "web", Public: true, DevMode: true, FirstParty: true, RedirectUris: []string{redirectURI}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
@@ -151,20 +122,11 @@ func start() (*bench, error) {
 			return nil, err
 		}
 	}
-	for {
-		if set, err := n.KeySet(); err == nil && len(set.GetKeys()) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.New("no signing keys")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	hasher, err := password.New(password.Config{Params: password.DefaultParams()})
 	if err != nil {
 		return nil, err
 	}
-	bn := &bench{node: n, store: store, hasher: hasher, srv: map[protocol.KeyAlg]*httptest.Server{}}
+	bn := &bench{node: n, hasher: hasher, srv: map[protocol.KeyAlg]*httptest.Server{}}
 	var secret [32]byte
 	copy(secret[:], "0123456789abcdef0123456789abcdef")
 	for _, alg := range []protocol.KeyAlg{protocol.KeyAlg_KEY_ALG_RS256, protocol.KeyAlg_KEY_ALG_ES256} {

@@ -11,16 +11,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/apikey"
 	"github.com/wardhq/ward/actors/keyring"
 	"github.com/wardhq/ward/actors/session"
@@ -28,8 +25,8 @@ import (
 	"github.com/wardhq/ward/actors/usersessions"
 	"github.com/wardhq/ward/actors/usertenants"
 	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/clustertest"
 	"github.com/wardhq/ward/edge/jose"
-	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -61,46 +58,11 @@ func newEnv(t *testing.T) *env {
 	return shared
 }
 
-type errString string
-
-func (e errString) Error() string { return string(e) }
-
 func startEnv() (*env, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := os.MkdirTemp("", "ward-identity-test-")
+	n, _, err := clustertest.OneNode(session.Kind, usersessions.Kind, tenant.Kind, usertenants.Kind, apikey.Kind, apikey.IndexKind)
 	if err != nil {
 		return nil, err
-	}
-	store, err := persistence.Open(dir, persistence.Options{Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	n, err := cluster.StartNode(cluster.NodeConfig{
-		Store: store, Partitions: 4,
-		Host: cluster.Config{
-			Kinds:      []actors.Kind{session.Kind, usersessions.Kind, tenant.Kind, usertenants.Kind, apikey.Kind, apikey.IndexKind},
-			Logger:     log,
-			Registerer: prometheus.NewRegistry(),
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !n.Ready() || !n.Meta().IsLeader() {
-		if time.Now().After(deadline) {
-			return nil, errString("node not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for {
-		if _, err := n.KeySet(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, errString("no signing keys")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	h, err := New(Config{Issuer: issuer, Actors: n, Keys: n, Logger: log})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,10 +18,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -31,8 +28,8 @@ import (
 	"github.com/wardhq/ward/actors/user"
 	"github.com/wardhq/ward/actors/usersessions"
 	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/clustertest"
 	"github.com/wardhq/ward/edge/password"
-	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -65,31 +62,9 @@ func newTestProvider(t testing.TB) *testProvider {
 
 func startTestProvider() (*testProvider, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := osMkdirTemp()
+	n, _, err := clustertest.OneNode(authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind)
 	if err != nil {
 		return nil, err
-	}
-	store, err := persistence.Open(dir, persistence.Options{Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	n, err := cluster.StartNode(cluster.NodeConfig{
-		Store: store, Partitions: 4,
-		Host: cluster.Config{
-			Kinds:      []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind},
-			Logger:     log,
-			Registerer: prometheus.NewRegistry(),
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !n.Ready() || !n.Meta().IsLeader() {
-		if time.Now().After(deadline) {
-			return nil, errString("node not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	ctx := context.Background()
 	for _, c := range []*protocol.OIDCClient{
@@ -101,15 +76,6 @@ func startTestProvider() (*testProvider, error) {
 		if err := n.PutMetaValue(ctx, oidcclient.Key(c.Id), b); err != nil {
 			return nil, err
 		}
-	}
-	for {
-		if _, err := n.KeySet(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, errString("no signing keys")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	hasher, err := password.New(password.Config{Params: password.Params{Memory: 8 << 10, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	if err != nil {
@@ -126,10 +92,6 @@ func startTestProvider() (*testProvider, error) {
 	}
 	return p, nil
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
 
 func (p *testProvider) token(t testing.TB, form url.Values, user, pass string) (int, map[string]any, http.Header) {
 	t.Helper()
@@ -274,8 +236,6 @@ func FuzzTokenEndpoint(f *testing.F) {
 		}
 	})
 }
-
-func osMkdirTemp() (string, error) { return os.MkdirTemp("", "ward-oidc-test-") }
 
 // registerUser creates an active user with a password in the default
 // tenant, the way a registration does.

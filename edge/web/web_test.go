@@ -8,14 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -24,9 +20,9 @@ import (
 	"github.com/wardhq/ward/actors/user"
 	"github.com/wardhq/ward/actors/usersessions"
 	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/clustertest"
 	"github.com/wardhq/ward/edge/delivery"
 	"github.com/wardhq/ward/edge/password"
-	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -57,31 +53,9 @@ func newEnv(t *testing.T) *env {
 
 func startEnv() (*env, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := os.MkdirTemp("", "ward-web-test-")
+	n, _, err := clustertest.OneNode(session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, outbox.Kind)
 	if err != nil {
 		return nil, err
-	}
-	store, err := persistence.Open(dir, persistence.Options{Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	n, err := cluster.StartNode(cluster.NodeConfig{
-		Store: store, Partitions: 4,
-		Host: cluster.Config{
-			Kinds:      []actors.Kind{session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, outbox.Kind},
-			Logger:     log,
-			Registerer: prometheus.NewRegistry(),
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !n.Ready() {
-		if time.Now().After(deadline) {
-			return nil, errString("node not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	hasher, err := password.New(password.Config{Params: password.Params{Memory: 8 << 10, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	if err != nil {
@@ -109,10 +83,6 @@ func startEnv() (*env, error) {
 	}
 	return e, nil
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
 
 // browser keeps cookies the way a browser does for one host (paths are
 // ignored: every test URL is under the cookies' paths or does not care).

@@ -9,12 +9,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"slices"
 	"strings"
 
+	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -86,6 +88,42 @@ func AllowsScope(c *protocol.OIDCClient, scope string) bool {
 		return AllowsGrant(c, GrantRefreshToken)
 	}
 	return slices.Contains(c.GetScopes(), scope)
+}
+
+// Why an authorization request is refused; the edge maps each to its
+// OAuth error (unauthorized_client, invalid_request, invalid_scope).
+var (
+	ErrGrantNotAllowed = errors.New("grant not allowed for this client")
+	ErrBadRequest      = errors.New("invalid authorization request")
+	ErrScopeNotAllowed = errors.New("scope not allowed for this client")
+)
+
+// CheckAuthorization decides whether c may start an authorization code
+// request: the code flow only, PKCE with S256 (required for public
+// clients, which cannot keep a secret), and only scopes c may ask for.
+func CheckAuthorization(c *protocol.OIDCClient, responseType, codeChallenge, challengeMethod string, scopes []string) error {
+	switch {
+	case !AllowsGrant(c, GrantAuthorizationCode):
+		return fmt.Errorf("%w: authorization_code", ErrGrantNotAllowed)
+	case responseType != "code":
+		return fmt.Errorf("%w: only response_type=code is supported", ErrBadRequest)
+	case codeChallenge == "" && c.GetPublic():
+		return fmt.Errorf("%w: PKCE (code_challenge with S256) is required for public clients", ErrBadRequest)
+	case codeChallenge != "" && challengeMethod != "S256":
+		return fmt.Errorf("%w: code_challenge_method must be S256", ErrBadRequest)
+	}
+	for _, sc := range scopes {
+		if !AllowsScope(c, sc) {
+			return fmt.Errorf("%w: %q", ErrScopeNotAllowed, sc)
+		}
+	}
+	return nil
+}
+
+// NeedsConsent reports whether the user must approve c's request for
+// requested, having allowed granted before. First-party clients never ask.
+func NeedsConsent(c *protocol.OIDCClient, granted, requested []string) bool {
+	return !c.GetFirstParty() && !consent.Covers(granted, requested)
 }
 
 // Validate checks a registration before it is stored.

@@ -2,6 +2,7 @@ package oidcclient
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -76,5 +77,39 @@ func TestGrantsAndScopes(t *testing.T) {
 	c.GrantTypes = append(c.GrantTypes, GrantRefreshToken)
 	if !AllowsScope(c, "offline_access") || !AllowsGrant(c, GrantRefreshToken) || AllowsGrant(c, GrantClientCredentials) {
 		t.Error("refresh grant rules")
+	}
+}
+
+func TestCheckAuthorization(t *testing.T) {
+	pub := &protocol.OIDCClient{Id: "web", Public: true, GrantTypes: []string{GrantAuthorizationCode}, Scopes: []string{"email"}}
+	svc := &protocol.OIDCClient{Id: "svc", GrantTypes: []string{GrantClientCredentials}}
+	conf := &protocol.OIDCClient{Id: "app", GrantTypes: []string{GrantAuthorizationCode}}
+	for _, tc := range []struct {
+		name                  string
+		c                     *protocol.OIDCClient
+		rt, challenge, method string
+		scopes                []string
+		want                  error
+	}{
+		{"public with S256", pub, "code", "x", "S256", []string{"openid", "email"}, nil},
+		{"confidential without PKCE", conf, "code", "", "", []string{"openid"}, nil},
+		{"no code grant", svc, "code", "x", "S256", nil, ErrGrantNotAllowed},
+		{"implicit", pub, "token", "x", "S256", nil, ErrBadRequest},
+		{"public without PKCE", pub, "code", "", "", nil, ErrBadRequest},
+		{"plain PKCE", conf, "code", "x", "plain", nil, ErrBadRequest},
+		{"scope not allowed", pub, "code", "x", "S256", []string{"phone"}, ErrScopeNotAllowed},
+	} {
+		if err := CheckAuthorization(tc.c, tc.rt, tc.challenge, tc.method, tc.scopes); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestNeedsConsent(t *testing.T) {
+	third := &protocol.OIDCClient{Id: "third"}
+	first := &protocol.OIDCClient{Id: "first", FirstParty: true}
+	if NeedsConsent(first, nil, []string{"openid", "email"}) || !NeedsConsent(third, nil, []string{"openid", "email"}) ||
+		NeedsConsent(third, []string{"email"}, []string{"openid", "email"}) || NeedsConsent(third, nil, []string{"openid"}) {
+		t.Error("consent rules")
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
+	"github.com/wardhq/ward/actors/oidcclient"
 	"github.com/wardhq/ward/edge/password"
 	"github.com/wardhq/ward/edge/signin"
 	"github.com/wardhq/ward/protocol"
@@ -72,7 +73,7 @@ func (l *login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.submit(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		l.message(w, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.", "")
+		l.message(w, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.")
 	}
 }
 
@@ -80,13 +81,13 @@ func (l *login) show(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("authRequestID")
 	ar, err := l.request(r.Context(), id)
 	if err != nil {
-		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		l.linkInvalid(w)
 		return
 	}
 	// A fresh CSRF secret per form, bound to this request by the MAC.
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		l.message(w, http.StatusInternalServerError, "Error", "Please try again.", "")
+		l.message(w, http.StatusInternalServerError, "Error", "Please try again.")
 		return
 	}
 	secret := base64.RawURLEncoding.EncodeToString(raw)
@@ -113,21 +114,32 @@ func (l *login) request(ctx context.Context, id string) (*protocol.AuthRequestIn
 	return m.(*protocol.AuthRequestInfo), nil
 }
 
-func (l *login) submit(w http.ResponseWriter, r *http.Request) {
+// readForm reads a bounded form post, checks its CSRF token against the
+// browser's cookie and loads its authorization request; on failure it has
+// answered.
+func (l *login) readForm(w http.ResponseWriter, r *http.Request) (string, *protocol.AuthRequestInfo, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
 	if err := r.ParseForm(); err != nil {
-		l.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "")
-		return
+		l.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return "", nil, false
 	}
 	id := r.PostForm.Get("authRequestID")
 	c, err := r.Cookie(csrfCookie)
 	if err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(l.csrfToken(c.Value, id))) {
-		l.message(w, http.StatusForbidden, "Form expired", "This form was not issued for this browser, or it expired. Go back and sign in again.", "")
-		return
+		l.message(w, http.StatusForbidden, "Form expired", "This form was not issued for this browser, or it expired. Go back and sign in again.")
+		return "", nil, false
 	}
 	ar, err := l.request(r.Context(), id)
 	if err != nil {
-		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		l.linkInvalid(w)
+		return "", nil, false
+	}
+	return id, ar, true
+}
+
+func (l *login) submit(w http.ResponseWriter, r *http.Request) {
+	id, ar, ok := l.readForm(w, r)
+	if !ok {
 		return
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
@@ -170,7 +182,7 @@ func (l *login) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := l.cfg.Actors.Request(r.Context(), authrequest.KindName, id, &protocol.CompleteAuthRequest{Subject: subject, Amr: []string{"pwd"}, Acr: "L1", ConsentRequired: need})
 	if err != nil {
-		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+		l.linkInvalid(w)
 		return
 	}
 	if info.(*protocol.AuthRequestInfo).GetDone() {
@@ -187,14 +199,14 @@ func (l *login) consentNeeded(ctx context.Context, ar *protocol.AuthRequestInfo,
 	if err != nil {
 		return false, err
 	}
-	if c.GetFirstParty() {
-		return false, nil
+	if !oidcclient.NeedsConsent(c, nil, ar.GetData().GetScopes()) {
+		return false, nil // first party, or nothing to consent to
 	}
 	m, err := l.cfg.Actors.Request(ctx, consent.KindName, consent.ID(l.cfg.Tenant, subject, c.GetId()), &protocol.GetConsent{})
 	if err != nil {
 		return false, err
 	}
-	return !consent.Covers(m.(*protocol.ConsentState).GetScopes(), ar.GetData().GetScopes()), nil
+	return oidcclient.NeedsConsent(c, m.(*protocol.ConsentState).GetScopes(), ar.GetData().GetScopes()), nil
 }
 
 type consentPage struct {
@@ -214,11 +226,18 @@ func (l *login) showConsent(w http.ResponseWriter, ar *protocol.AuthRequestInfo,
 		}
 	}
 	p := consentPage{Nonce: l.nonce(), Action: l.cfg.loginPath + "/consent", ID: ar.GetId(), CSRF: csrf, Client: name, Scopes: scopes}
-	formTo := "'self'"
-	if u, err := url.Parse(ar.GetData().GetRedirectUri()); err == nil && u.Scheme != "" {
-		formTo += " " + u.Scheme + "://" + u.Host
-	}
+	formTo := formAction(ar)
 	l.page(w, http.StatusOK, "consent.html", p.Nonce, formTo, p)
+}
+
+// formAction is the CSP form-action of a page posting within ar: ourselves,
+// and the client's origin, because Chromium applies form-action to the
+// redirects that follow a form submission.
+func formAction(ar *protocol.AuthRequestInfo) string {
+	if u, err := url.Parse(ar.GetData().GetRedirectUri()); err == nil && u.Scheme != "" {
+		return "'self' " + u.Scheme + "://" + u.Host
+	}
+	return "'self'"
 }
 
 // scopeText says what a scope lets the client do.
@@ -239,20 +258,12 @@ func scopeText(s string) string {
 // decide serves POST /login/consent: the user allows or denies the
 // client's scopes. Allowing is remembered per user and client.
 func (l *login) decide(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
-	if err := r.ParseForm(); err != nil {
-		l.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "")
+	id, ar, ok := l.readForm(w, r)
+	if !ok {
 		return
 	}
-	id := r.PostForm.Get("authRequestID")
-	c, err := r.Cookie(csrfCookie)
-	if err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(l.csrfToken(c.Value, id))) {
-		l.message(w, http.StatusForbidden, "Form expired", "This form was not issued for this browser, or it expired. Go back and sign in again.", "")
-		return
-	}
-	ar, err := l.request(r.Context(), id)
-	if err != nil || !ar.GetAuthenticated() {
-		l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+	if !ar.GetAuthenticated() {
+		l.linkInvalid(w)
 		return
 	}
 	switch r.PostForm.Get("decision") {
@@ -266,11 +277,11 @@ func (l *login) decide(w http.ResponseWriter, r *http.Request) {
 		cid := consent.ID(l.cfg.Tenant, ar.GetSubject(), ar.GetData().GetClientId())
 		if _, err := l.cfg.Actors.Request(r.Context(), consent.KindName, cid, &protocol.GrantConsent{Scopes: scopes}); err != nil {
 			l.cfg.Logger.Error("record consent", "err", err)
-			l.message(w, http.StatusInternalServerError, "Error", "Please try again.", "")
+			l.message(w, http.StatusInternalServerError, "Error", "Please try again.")
 			return
 		}
 		if _, err := l.cfg.Actors.Request(r.Context(), authrequest.KindName, id, &protocol.ApproveAuthRequest{}); err != nil {
-			l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.", "")
+			l.linkInvalid(w)
 			return
 		}
 		http.Redirect(w, r, l.callback(r.Context(), id), http.StatusSeeOther)
@@ -279,7 +290,7 @@ func (l *login) decide(w http.ResponseWriter, r *http.Request) {
 		// exactly matched) redirect URI with the client's state.
 		u, err := url.Parse(ar.GetData().GetRedirectUri())
 		if err != nil {
-			l.message(w, http.StatusBadRequest, "Bad request", "The application's address is not valid.", "")
+			l.message(w, http.StatusBadRequest, "Bad request", "The application's address is not valid.")
 			return
 		}
 		q := u.Query()
@@ -291,7 +302,7 @@ func (l *login) decide(w http.ResponseWriter, r *http.Request) {
 		u.RawQuery = q.Encode()
 		http.Redirect(w, r, u.String(), http.StatusSeeOther)
 	default:
-		l.message(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.", "")
+		l.message(w, http.StatusBadRequest, "Bad request", "Choose Allow or Deny.")
 	}
 }
 
@@ -307,20 +318,22 @@ func (l *login) nonce() string {
 func (l *login) render(w http.ResponseWriter, status int, ar *protocol.AuthRequestInfo, p loginPage) {
 	p.Nonce = l.nonce()
 	p.Action = l.cfg.loginPath
-	formTo := "'self'"
-	if u, err := url.Parse(ar.GetData().GetRedirectUri()); err == nil && u.Scheme != "" {
-		formTo += " " + u.Scheme + "://" + u.Host
-	}
+	formTo := formAction(ar)
 	l.page(w, status, "login.html", p.Nonce, formTo, p)
 }
 
-func (l *login) message(w http.ResponseWriter, status int, title, msg, _ string) {
+// linkInvalid answers a form or link whose authorization request is gone.
+func (l *login) linkInvalid(w http.ResponseWriter) {
+	l.message(w, http.StatusBadRequest, "Sign-in link not valid", "This sign-in link has expired or was already used. Go back to the application and start again.")
+}
+
+func (l *login) message(w http.ResponseWriter, status int, title, msg string) {
 	n := l.nonce()
 	l.page(w, status, "message.html", n, "'none'", map[string]string{"Title": title, "Message": msg, "Nonce": n})
 }
 
 func (l *login) loggedOut(w http.ResponseWriter, r *http.Request) {
-	l.message(w, http.StatusOK, "Signed out", "You are signed out.", "")
+	l.message(w, http.StatusOK, "Signed out", "You are signed out.")
 }
 
 func (l *login) page(w http.ResponseWriter, status int, name, nonce, formAction string, data any) {

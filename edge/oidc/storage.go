@@ -190,22 +190,14 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *zoidc.AuthRequest,
 	if err != nil {
 		return nil, err
 	}
-	if !oidcclient.AllowsGrant(c, oidcclient.GrantAuthorizationCode) {
-		return nil, zoidc.ErrUnauthorizedClient().WithDescription("client is not allowed the authorization_code grant")
-	}
-	if req.ResponseType != zoidc.ResponseTypeCode {
-		return nil, zoidc.ErrInvalidRequest().WithDescription("only response_type=code is supported")
-	}
-	if req.CodeChallenge == "" && c.GetPublic() {
-		return nil, zoidc.ErrInvalidRequest().WithDescription("PKCE (code_challenge with S256) is required for public clients")
-	}
-	if req.CodeChallenge != "" && req.CodeChallengeMethod != zoidc.CodeChallengeMethodS256 {
-		return nil, zoidc.ErrInvalidRequest().WithDescription("code_challenge_method must be S256")
-	}
-	for _, sc := range req.Scopes {
-		if !oidcclient.AllowsScope(c, sc) {
-			return nil, zoidc.ErrInvalidScope().WithDescription("scope %q is not allowed for this client", sc)
+	if err := oidcclient.CheckAuthorization(c, string(req.ResponseType), req.CodeChallenge, string(req.CodeChallengeMethod), req.Scopes); err != nil {
+		switch {
+		case errors.Is(err, oidcclient.ErrGrantNotAllowed):
+			return nil, zoidc.ErrUnauthorizedClient().WithDescription("%s", err)
+		case errors.Is(err, oidcclient.ErrScopeNotAllowed):
+			return nil, zoidc.ErrInvalidScope().WithDescription("%s", err)
 		}
+		return nil, zoidc.ErrInvalidRequest().WithDescription("%s", err)
 	}
 	var maxAge int64
 	if req.MaxAge != nil {

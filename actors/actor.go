@@ -87,6 +87,11 @@ type Context interface {
 	CancelTimer(name string)
 	// Publish sends msg to every subscriber of topic.
 	Publish(topic string, msg protocol.Message)
+	// Emit records a domain event for consumers outside the cluster (see
+	// EmitEvent, which builds one). The host stores it in the same durable
+	// write as the step's events, so it exists exactly when they do, and
+	// relays it to the tenant's event feed afterwards.
+	Emit(ev *protocol.EventEnvelope)
 }
 
 // Send is a message to another actor.
@@ -117,12 +122,14 @@ type Effects struct {
 	Sends        []Send
 	Timers       []TimerOp
 	Publications []Publication
+	// Emitted are domain events, durable with Events (same write).
+	Emitted []*protocol.EventEnvelope
 }
 
 // Empty reports whether the step asked for nothing.
 func (e *Effects) Empty() bool {
 	return len(e.Events) == 0 && len(e.Replies) == 0 && len(e.Sends) == 0 &&
-		len(e.Timers) == 0 && len(e.Publications) == 0
+		len(e.Timers) == 0 && len(e.Publications) == 0 && len(e.Emitted) == 0
 }
 
 // Env is what a host supplies for one step.
@@ -191,3 +198,4 @@ func (c *stepContext) CancelTimer(name string) {
 func (c *stepContext) Publish(topic string, msg protocol.Message) {
 	c.fx.Publications = append(c.fx.Publications, Publication{Topic: topic, Msg: msg})
 }
+func (c *stepContext) Emit(ev *protocol.EventEnvelope) { c.fx.Emitted = append(c.fx.Emitted, ev) }

@@ -30,10 +30,13 @@ const (
 // in order, each validated on its own against the journal as the earlier
 // writes of the batch left it.
 type JournalBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Writes        []*JournalWrite        `protobuf:"bytes,1,rep,name=writes,proto3" json:"writes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Writes []*JournalWrite        `protobuf:"bytes,1,rep,name=writes,proto3" json:"writes,omitempty"`
+	// trim_feed_through, when non-zero, deletes the partition's event feed
+	// entries at or below this position (the relay handed them on).
+	TrimFeedThrough uint64 `protobuf:"varint,2,opt,name=trim_feed_through,json=trimFeedThrough,proto3" json:"trim_feed_through,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JournalBatch) Reset() {
@@ -73,6 +76,13 @@ func (x *JournalBatch) GetWrites() []*JournalWrite {
 	return nil
 }
 
+func (x *JournalBatch) GetTrimFeedThrough() uint64 {
+	if x != nil {
+		return x.TrimFeedThrough
+	}
+	return 0
+}
+
 // JournalWrite is persistence.Write in its replicated form. Kind, id and
 // timer names are bytes, not strings, so that any Go string round-trips
 // (proto3 strings must be valid UTF-8). Events, snapshot state and timer
@@ -89,7 +99,10 @@ type JournalWrite struct {
 	// reply is the answer of the step that produced this write, stored with
 	// it so that a retried request (same request id, possibly at a new
 	// leader) is answered without stepping the actor again.
-	Reply         *JournalReply `protobuf:"bytes,7,opt,name=reply,proto3" json:"reply,omitempty"`
+	Reply *JournalReply `protobuf:"bytes,7,opt,name=reply,proto3" json:"reply,omitempty"`
+	// emitted are the step's domain events (protocol.Marshal bytes of
+	// EventEnvelope), appended to the namespace's event feed with the write.
+	Emitted       [][]byte `protobuf:"bytes,8,rep,name=emitted,proto3" json:"emitted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -169,6 +182,13 @@ func (x *JournalWrite) GetTimers() []*JournalTimer {
 func (x *JournalWrite) GetReply() *JournalReply {
 	if x != nil {
 		return x.Reply
+	}
+	return nil
+}
+
+func (x *JournalWrite) GetEmitted() [][]byte {
+	if x != nil {
+		return x.Emitted
 	}
 	return nil
 }
@@ -353,9 +373,10 @@ var File_partition_proto protoreflect.FileDescriptor
 
 const file_partition_proto_rawDesc = "" +
 	"\n" +
-	"\x0fpartition.proto\x12\rward.protocol\"C\n" +
+	"\x0fpartition.proto\x12\rward.protocol\"o\n" +
 	"\fJournalBatch\x123\n" +
-	"\x06writes\x18\x01 \x03(\v2\x1b.ward.protocol.JournalWriteR\x06writes\"\x8b\x02\n" +
+	"\x06writes\x18\x01 \x03(\v2\x1b.ward.protocol.JournalWriteR\x06writes\x12*\n" +
+	"\x11trim_feed_through\x18\x02 \x01(\x04R\x0ftrimFeedThrough\"\xa5\x02\n" +
 	"\fJournalWrite\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\fR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x1b\n" +
@@ -363,7 +384,8 @@ const file_partition_proto_rawDesc = "" +
 	"\x06events\x18\x04 \x03(\fR\x06events\x12:\n" +
 	"\bsnapshot\x18\x05 \x01(\v2\x1e.ward.protocol.JournalSnapshotR\bsnapshot\x123\n" +
 	"\x06timers\x18\x06 \x03(\v2\x1b.ward.protocol.JournalTimerR\x06timers\x121\n" +
-	"\x05reply\x18\a \x01(\v2\x1b.ward.protocol.JournalReplyR\x05reply\"I\n" +
+	"\x05reply\x18\a \x01(\v2\x1b.ward.protocol.JournalReplyR\x05reply\x12\x18\n" +
+	"\aemitted\x18\b \x03(\fR\aemitted\"I\n" +
 	"\fJournalReply\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12\x1a\n" +

@@ -167,6 +167,9 @@ func FormatEffects(fx *actors.Effects) string {
 	for _, p := range fx.Publications {
 		fmt.Fprintf(&b, "publish %s %s\n", p.Topic, Format(p.Msg))
 	}
+	for _, e := range fx.Emitted {
+		fmt.Fprintf(&b, "emit %s tenant=%s subject=%s %s\n", e.GetType(), e.GetTenant(), e.GetSubject(), formatData(e))
+	}
 	for _, r := range fx.Replies {
 		fmt.Fprintf(&b, "reply %s\n", Format(r))
 	}
@@ -174,6 +177,18 @@ func FormatEffects(fx *actors.Effects) string {
 		b.WriteString("ok (no effects)\n")
 	}
 	return b.String()
+}
+
+// formatData prints an event's payload, or {} when it has none.
+func formatData(e *protocol.EventEnvelope) string {
+	if e.GetData() == nil {
+		return "{}"
+	}
+	m, err := protocol.Unpack(e.GetData())
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return Format(m)
 }
 
 // Format prints a message as Name{field:value ...} in field-number order,

@@ -148,6 +148,45 @@ func (a *Actor) meta(ctx actors.Context, typ string) *protocol.EventMeta {
 	return &protocol.EventMeta{Type: typ, Tenant: tenant, Subject: uuid, TimeUnixNano: ctx.Now().UnixNano()}
 }
 
+// LockReasonFailedLogins is the reason of identity.user.locked.v1 when
+// consecutive failed logins locked the account.
+const LockReasonFailedLogins = "failed_logins"
+
+// emit records the domain event typ about this account for the tenant's
+// feed. It carries the user id and a machine-readable reason only, never
+// personal data: the feed is kept apart from the account's journal and
+// survives its crypto-shredding.
+func (a *Actor) emit(ctx actors.Context, typ, reason string) error {
+	tenant, uuid, err := parseID(a.id)
+	if err != nil {
+		return err
+	}
+	return actors.EmitEvent(ctx, typ, tenant, uuid, &protocol.UserEventData{UserId: uuid, Reason: reason})
+}
+
+// emitAll emits one domain event per journal event of the verification
+// steps (email_verified or phone_verified, then activated when it follows),
+// typed as the journal event's meta says.
+func (a *Actor) emitAll(ctx actors.Context, events []protocol.Message) error {
+	for _, ev := range events {
+		var typ string
+		switch e := ev.(type) {
+		case *protocol.EmailVerified:
+			typ = e.GetMeta().GetType()
+		case *protocol.PhoneVerified:
+			typ = e.GetMeta().GetType()
+		case *protocol.UserActivated:
+			typ = e.GetMeta().GetType()
+		default:
+			continue
+		}
+		if err := a.emit(ctx, typ, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // persist records events and returns the state they lead to, computed on a
 // scratch copy with the same Apply the host will run, so replies describe
 // exactly the state the events produce.
@@ -206,6 +245,9 @@ func (a *Actor) register(ctx actors.Context, m *protocol.RegisterUser) error {
 	}
 	after, err := a.persist(ctx, &protocol.UserKeyIssued{Key: key}, ev, started)
 	if err != nil {
+		return err
+	}
+	if err := a.emit(ctx, "identity.user.registered.v1", ""); err != nil {
 		return err
 	}
 	ctx.Reply(&protocol.UserRegistration{
@@ -273,6 +315,9 @@ func (a *Actor) verifyEmail(ctx actors.Context, m *protocol.VerifyEmail) error {
 	}
 	after, err := a.persist(ctx, events...)
 	if err != nil {
+		return err
+	}
+	if err := a.emitAll(ctx, events); err != nil {
 		return err
 	}
 	ctx.Reply(a.status(after))
@@ -347,6 +392,9 @@ func (a *Actor) verifyPhone(ctx actors.Context, m *protocol.VerifyPhone) error {
 	if err != nil {
 		return err
 	}
+	if err := a.emitAll(ctx, events); err != nil {
+		return err
+	}
 	ctx.Reply(&protocol.PhoneVerificationResult{Verified: true, Status: a.status(after)})
 	return nil
 }
@@ -376,6 +424,9 @@ func (a *Actor) setPassword(ctx actors.Context, m *protocol.SetPassword) error {
 	if err != nil {
 		return err
 	}
+	if err := a.emit(ctx, "identity.user.password_set.v1", ""); err != nil {
+		return err
+	}
 	ctx.Reply(a.status(after))
 	return nil
 }
@@ -401,6 +452,9 @@ func (a *Actor) changePassword(ctx actors.Context, m *protocol.ChangePassword) e
 	}
 	after, err := a.persist(ctx, &protocol.PasswordChanged{Meta: a.meta(ctx, "identity.user.password_changed.v1"), SealedPhc: sealed})
 	if err != nil {
+		return err
+	}
+	if err := a.emit(ctx, "identity.user.password_changed.v1", ""); err != nil {
 		return err
 	}
 	ctx.Reply(a.status(after))
@@ -489,6 +543,13 @@ func (a *Actor) recordLogin(ctx actors.Context, m *protocol.RecordLogin) error {
 			return err
 		}
 	}
+	if f, ok := ev.(*protocol.LoginFailed); ok && f.GetLockedUntilUnixNano() > 0 {
+		// Only the failure that locks is an event: failures below the
+		// threshold would make the feed a log of password guesses.
+		if err := a.emit(ctx, "identity.user.locked.v1", LockReasonFailedLogins); err != nil {
+			return err
+		}
+	}
 	ctx.Reply(&protocol.LoginStatus{Accepted: true, Lock: lockAt(after, now)})
 	return nil
 }
@@ -506,9 +567,17 @@ func (a *Actor) unlock(ctx actors.Context, m *protocol.UnlockUser) error {
 		ctx.Reply(a.lock(ctx.Now()))
 		return nil
 	}
+	wasLocked := a.lock(ctx.Now()).GetLocked()
 	after, err := a.persist(ctx, &protocol.UserUnlocked{Meta: a.meta(ctx, "identity.user.unlocked.v1"), Reason: reason, By: by})
 	if err != nil {
 		return err
+	}
+	// Clearing a failure count, or a lock that had already run out, is no
+	// unlock a consumer needs to hear of.
+	if wasLocked {
+		if err := a.emit(ctx, "identity.user.unlocked.v1", ""); err != nil {
+			return err
+		}
 	}
 	ctx.Reply(lockAt(after, ctx.Now()))
 	return nil
@@ -540,6 +609,11 @@ func (a *Actor) admin(ctx actors.Context, reason, by, typ string,
 	if err != nil {
 		return err
 	}
+	// The administrator's reason is free text and may name the person: it
+	// stays in the user's journal (shredded with it), not in the feed.
+	if err := a.emit(ctx, typ, ""); err != nil {
+		return err
+	}
 	ctx.Reply(a.status(after))
 	return nil
 }
@@ -564,6 +638,9 @@ func (a *Actor) erase(ctx actors.Context, m *protocol.EraseUser) error {
 	}
 	after, err := a.persist(ctx, &protocol.UserErased{Meta: a.meta(ctx, "identity.user.erased.v1"), By: by})
 	if err != nil {
+		return err
+	}
+	if err := a.emit(ctx, "identity.user.erased.v1", ""); err != nil {
 		return err
 	}
 	tenant, uuid, _ := parseID(a.id)

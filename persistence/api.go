@@ -41,6 +41,9 @@ type Write struct {
 	// Each actor keeps its last MaxReplies replies; a write may carry a
 	// reply alone (no events, snapshot or timers).
 	Reply *Reply
+	// Emitted are the step's domain events, appended to the namespace's
+	// event feed in the same batch (feed.go); at most MaxEmitted.
+	Emitted []*protocol.EventEnvelope
 }
 
 // Reply is the stored answer to one request.

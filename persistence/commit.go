@@ -66,11 +66,12 @@ type encodedWrite struct {
 	snap      *encodedSnapshot
 	timers    []encodedTimer
 	reply     *encodedReply
+	emitted   [][]byte // framed EventEnvelope bytes; positions chosen by apply
 }
 
 // isEmpty reports whether the write has nothing to store.
 func (w *encodedWrite) isEmpty() bool {
-	return len(w.eventKeys) == 0 && w.snap == nil && len(w.timers) == 0 && w.reply == nil
+	return len(w.eventKeys) == 0 && w.snap == nil && len(w.timers) == 0 && w.reply == nil && len(w.emitted) == 0
 }
 
 type encodedReply struct {
@@ -285,6 +286,10 @@ type batchBuilder struct {
 	pending  map[string]actorSeqs
 	timers   map[string]timerState
 	accepted []*request
+	// feedHead is the namespace's feed head after this batch's writes,
+	// valid when feedDirty.
+	feedHead  uint64
+	feedDirty bool
 }
 
 // commitBatch validates, batches and commits reqs, answers every one of
@@ -292,6 +297,7 @@ type batchBuilder struct {
 func (s *Store) commitBatch(bb *batchBuilder, reqs []*request) (queuedAtSync int) {
 	clear(bb.pending)
 	clear(bb.timers)
+	bb.feedDirty = false
 	accepted := bb.accepted[:0]
 	batch := s.db.NewBatch()
 	defer func() { _ = batch.Close() }()
@@ -316,6 +322,7 @@ func (s *Store) commitBatch(bb *batchBuilder, reqs []*request) (queuedAtSync int
 			}
 			clear(accepted)
 			clear(s.seqs)
+			s.local.feedHeadKnown = false
 			return s.queueLen()
 		}
 		accepted = append(accepted, r)
@@ -334,6 +341,7 @@ func (s *Store) commitBatch(bb *batchBuilder, reqs []*request) (queuedAtSync int
 		s.log.Error("batch commit failed", "writes", len(accepted), "err", err)
 		// The stored state is now uncertain; re-read it for later batches.
 		clear(s.seqs)
+		s.local.feedHeadKnown = false
 	} else {
 		if len(s.seqs)+len(bb.pending) > maxCachedActors {
 			s.evictSeqs(len(bb.pending))
@@ -341,6 +349,7 @@ func (s *Store) commitBatch(bb *batchBuilder, reqs []*request) (queuedAtSync int
 		for k, v := range bb.pending {
 			s.seqs[k] = v
 		}
+		feedCommitted(s.local, bb)
 		s.stats.batches.Add(1)
 		s.stats.writes.Add(uint64(len(accepted)))
 		s.stats.events.Add(uint64(events))
@@ -583,6 +592,9 @@ func (s *Store) apply(sp *journalSpace, bb *batchBuilder, b *pebble.Batch, w *en
 				return fmt.Errorf("persistence: commit %s: batch prune reply: %w", w.key, err)
 			}
 		}
+	}
+	if err := s.applyFeed(sp, bb, b, w); err != nil {
+		return err
 	}
 	bb.pending[w.actorStr] = actorSeqs{last: newLast, snap: newSnap, replies: replies, repliesKnown: st.repliesKnown}
 	return nil

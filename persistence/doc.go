@@ -18,6 +18,8 @@
 //	timer due index ns | 'd' | due(8) | actor | str(name)      payload (protocol.Marshal) or empty
 //	reply           ns | 'r' | actor | n(8)                    str(request id) | response (protocol.Marshal)
 //	applied index   ns | 'A'   (replicated namespaces only)    index(8) of the last applied Raft entry
+//	event feed      ns | 'f' | pos(8)                          protocol.EventEnvelope (protocol.Marshal)
+//	feed head       ns | 'F'                                   pos(8) of the last feed entry ever written
 //
 // where
 //

@@ -43,7 +43,7 @@ const (
 // knownFamily reports whether fam is a family a namespace may hold.
 func knownFamily(fam byte) bool {
 	switch fam {
-	case famEvent, famSnapshot, famTimer, famDue, famApplied, famReply:
+	case famEvent, famSnapshot, famTimer, famDue, famApplied, famReply, famFeed, famFeedHead:
 		return true
 	}
 	return false
@@ -188,6 +188,7 @@ func (s *Store) RestoreNamespace(ns uint32, r io.Reader) error {
 	// Whatever happened, forget cached positions: on success they describe
 	// the replaced state, on failure they are merely uncertain.
 	clear(rs.sp.seqs)
+	rs.sp.feedHeadKnown = false
 	rs.appliedKnown = false
 	if err != nil {
 		return fmt.Errorf("persistence: restore namespace %d: %w", ns, err)

@@ -68,6 +68,10 @@ func appliedKey(ns uint32) []byte { return familyPrefix(ns, famApplied) }
 type journalSpace struct {
 	ns   uint32
 	seqs map[string]actorSeqs
+	// feedHead is the namespace's last event-feed position, valid when
+	// feedHeadKnown (read lazily by the first write that emits).
+	feedHead      uint64
+	feedHeadKnown bool
 }
 
 // evict drops arbitrary cache entries to make room for n more; any entry
@@ -265,6 +269,19 @@ func marshalWrite(op string, w *Write) (*protocol.JournalWrite, error) {
 		}
 		jw.Timers[i] = jt
 	}
+	if len(w.Emitted) > MaxEmitted {
+		return fail("%d emitted events, limit %d: %w", len(w.Emitted), MaxEmitted, ErrInvalidWrite)
+	}
+	for i, ev := range w.Emitted {
+		if ev == nil {
+			return fail("emitted event %d is nil: %w", i, ErrInvalidWrite)
+		}
+		b, err := protocol.Marshal(ev)
+		if err != nil {
+			return fail("emitted event %d: %w", i, err)
+		}
+		jw.Emitted = append(jw.Emitted, b)
+	}
 	if r := w.Reply; r != nil {
 		if err := validRequestID(r.RequestID); err != nil {
 			return fail("reply: %w", err)
@@ -295,7 +312,7 @@ func validRequestID(id string) error {
 
 // isEmpty reports whether a write has nothing to store.
 func isEmpty(jw *protocol.JournalWrite) bool {
-	return len(jw.GetEvents()) == 0 && jw.GetSnapshot() == nil && len(jw.GetTimers()) == 0 && jw.GetReply() == nil
+	return len(jw.GetEvents()) == 0 && jw.GetSnapshot() == nil && len(jw.GetTimers()) == 0 && jw.GetReply() == nil && len(jw.GetEmitted()) == 0
 }
 
 // validSeqs checks the sequence numbers of n events starting at first.
@@ -327,6 +344,26 @@ func MarshalReplicatedBatch(writes []*protocol.JournalWrite) ([]byte, error) {
 // an entry yields an error wrapping ErrCorrupt, never a panic. Each write's
 // contents are checked later, by ApplyReplicated, one write at a time.
 func DecodeReplicatedBatch(entry []byte) ([]*protocol.JournalWrite, error) {
+	jb, err := DecodeReplicatedEntry(entry)
+	if err != nil {
+		return nil, err
+	}
+	return jb.Writes, nil
+}
+
+// MarshalFeedTrim encodes a Raft log entry that trims the partition's event
+// feed through position through (and writes nothing else).
+func MarshalFeedTrim(through uint64) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend([]byte{entryJournalBatch}, &protocol.JournalBatch{TrimFeedThrough: through})
+	if err != nil {
+		return nil, fmt.Errorf("persistence: marshal feed trim: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeReplicatedEntry is DecodeReplicatedBatch returning the whole entry
+// (its writes and its feed trim).
+func DecodeReplicatedEntry(entry []byte) (*protocol.JournalBatch, error) {
 	if len(entry) == 0 {
 		return nil, fmt.Errorf("persistence: decode journal batch: empty entry: %w", ErrCorrupt)
 	}
@@ -345,7 +382,7 @@ func DecodeReplicatedBatch(entry []byte) ([]*protocol.JournalWrite, error) {
 			return nil, fmt.Errorf("persistence: decode journal batch: write %d missing: %w", i, ErrCorrupt)
 		}
 	}
-	return jb.Writes, nil
+	return &jb, nil
 }
 
 // validAny checks that b is protocol.Marshal output in shape: an Any with a
@@ -405,6 +442,14 @@ func encodeReplicated(ns uint32, jw *protocol.JournalWrite) (encodedWrite, error
 			}
 		}
 	}
+	if n := len(jw.GetEmitted()); n > MaxEmitted {
+		return fail("%d emitted events, limit %d: %w", n, MaxEmitted, ErrInvalidWrite)
+	}
+	for i, b := range jw.GetEmitted() {
+		if err := validAny(b); err != nil {
+			return fail("emitted event %d: %w: %w", i, ErrInvalidWrite, err)
+		}
+	}
 	if r := jw.GetReply(); r != nil {
 		if err := validRequestID(string(r.GetRequestId())); err != nil {
 			return fail("reply: %w", err)
@@ -452,6 +497,9 @@ func layoutWrite(ns uint32, jw *protocol.JournalWrite) encodedWrite {
 		// write is validated against the journal (see apply).
 		enc.reply = &encodedReply{value: replyValue(r.GetRequestId(), r.GetResponse())}
 	}
+	for _, b := range jw.GetEmitted() {
+		enc.emitted = append(enc.emitted, frame(b))
+	}
 	return enc
 }
 
@@ -475,6 +523,13 @@ type ApplyResult struct {
 // nothing was applied, and applying further entries would diverge from the
 // other replicas.
 func (s *Store) ApplyReplicated(ns uint32, index uint64, writes []*protocol.JournalWrite) (ApplyResult, error) {
+	return s.ApplyReplicatedEntry(ns, index, &protocol.JournalBatch{Writes: writes})
+}
+
+// ApplyReplicatedEntry is ApplyReplicated for a whole decoded entry: its
+// writes, then its feed trim, in the same pebble batch.
+func (s *Store) ApplyReplicatedEntry(ns uint32, index uint64, entry *protocol.JournalBatch) (ApplyResult, error) {
+	writes, trim := entry.GetWrites(), entry.GetTrimFeedThrough()
 	rs, err := s.replica(ns)
 	if err != nil {
 		return ApplyResult{}, err
@@ -484,18 +539,19 @@ func (s *Store) ApplyReplicated(ns uint32, index uint64, writes []*protocol.Jour
 	var res ApplyResult
 	err = s.reader(func() error {
 		var err error
-		res, err = s.applyReplicated(rs, index, writes)
+		res, err = s.applyReplicated(rs, index, writes, trim)
 		return err
 	})
 	if err != nil {
 		// The cache may hold positions the failed batch never wrote.
 		clear(rs.sp.seqs)
+		rs.sp.feedHeadKnown = false
 		rs.appliedKnown = false
 	}
 	return res, err
 }
 
-func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protocol.JournalWrite) (ApplyResult, error) {
+func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protocol.JournalWrite, trim uint64) (ApplyResult, error) {
 	ns := rs.sp.ns
 	if !rs.appliedKnown {
 		a, err := readApplied(s.db, ns)
@@ -510,6 +566,7 @@ func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protoc
 	bb := &rs.bb
 	clear(bb.pending)
 	clear(bb.timers)
+	bb.feedDirty = false
 	batch := s.db.NewBatch()
 	defer func() { _ = batch.Close() }()
 	res := ApplyResult{Errs: make([]error, len(writes))}
@@ -541,6 +598,9 @@ func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protoc
 		applied++
 		events += len(enc.eventKeys)
 	}
+	if err := trimFeed(batch, ns, trim); err != nil {
+		return ApplyResult{}, fmt.Errorf("persistence: namespace %d: apply entry %d: batch feed trim: %w", ns, index, err)
+	}
 	if err := batch.Set(appliedKey(ns), appliedValue(index), nil); err != nil {
 		return ApplyResult{}, fmt.Errorf("persistence: namespace %d: apply entry %d: batch applied index: %w", ns, index, err)
 	}
@@ -551,6 +611,7 @@ func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protoc
 	for k, v := range bb.pending {
 		rs.sp.seqs[k] = v
 	}
+	feedCommitted(&rs.sp, bb)
 	rs.applied = index
 	s.stats.writes.Add(uint64(applied))
 	s.stats.events.Add(uint64(events))

@@ -45,14 +45,15 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if errp := f.failed.Load(); errp != nil {
 		return &applyResult{err: fmt.Errorf("entry %d: %w: %w", l.Index, ErrFailed, *errp)}
 	}
-	jws, err := persistence.DecodeReplicatedBatch(l.Data)
+	entry, err := persistence.DecodeReplicatedEntry(l.Data)
 	if err != nil {
 		// Every replica decodes the same bytes the same way, so refusing the
 		// entry keeps them identical; it is still an anomaly worth a log line.
 		f.log.Error("refusing undecodable log entry", "index", l.Index, "err", err)
 		return &applyResult{err: fmt.Errorf("entry %d: %w: %w", l.Index, ErrBadEntry, err)}
 	}
-	res, err := f.store.ApplyReplicated(f.ns, l.Index, jws)
+	jws := entry.GetWrites()
+	res, err := f.store.ApplyReplicatedEntry(f.ns, l.Index, entry)
 	if err != nil {
 		f.failed.Store(&err)
 		f.log.Error("local store failed to apply entry; replica stops applying until restarted", "index", l.Index, "err", err)

@@ -205,6 +205,9 @@ func (a *Actor) create(ctx actors.Context, m *protocol.CreateSession) error {
 		return err
 	}
 	ctx.Persist(ev)
+	if err := a.emit(ctx, info, "identity.session.created.v1", ""); err != nil {
+		return err
+	}
 	ctx.SetTimer(expiryTimer, expires, &protocol.ExpireSession{})
 	if ev.Tenant != "" {
 		ctx.Send(a.index(info), &protocol.RegisterUserSession{SessionId: a.id, CreatedUnixNano: ev.CreatedUnixNano, MaxSessions: limit})
@@ -343,6 +346,13 @@ func (a *Actor) end(ctx actors.Context, ev protocol.Message) (*protocol.SessionI
 		return nil, err
 	}
 	ctx.Persist(ev)
+	reason := EventReasonExpired
+	if r, ok := ev.(*protocol.SessionRevoked); ok {
+		reason = EventReason(r.GetReason())
+	}
+	if err := a.emit(ctx, a.state.GetInfo(), "identity.session.revoked.v1", reason); err != nil {
+		return nil, err
+	}
 	if _, expired := ev.(*protocol.SessionExpired); !expired {
 		ctx.CancelTimer(expiryTimer)
 	}
@@ -400,6 +410,47 @@ func (a *Actor) mustBeActive(ctx actors.Context) error {
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "session %s is %s", a.id, statusName(st))
 	}
 	return nil
+}
+
+// Reasons of identity.session.revoked.v1 (SessionEventData.reason): why a
+// session ended, from a fixed vocabulary so consumers can switch on it.
+const (
+	EventReasonLogout         = "logout"
+	EventReasonRevoked        = "revoked"
+	EventReasonEvicted        = "evicted"
+	EventReasonRefreshReuse   = "refresh_reuse"
+	EventReasonCodeReuse      = "code_reuse"
+	EventReasonUserRevokedAll = "user_revoked_all"
+	EventReasonExpired        = "expired"
+)
+
+// EventReason maps the free-form reason a RevokeSession carries to the
+// event's vocabulary. A reason it does not know is "revoked": the revoke
+// reason is caller text, and only the fixed words reach the feed.
+func EventReason(revokeReason string) string {
+	switch revokeReason {
+	case EventReasonLogout, EventReasonRefreshReuse, EventReasonCodeReuse:
+		return revokeReason
+	case usersessions.ReasonCap:
+		return EventReasonEvicted
+	case usersessions.ReasonRevokeAll:
+		return EventReasonUserRevokedAll
+	default:
+		return EventReasonRevoked
+	}
+}
+
+// emit records a domain event about this session for its tenant's feed:
+// identifiers and a reason only. A session created without a tenant (only
+// tests and the simulation's workload create those) has no feed to go to
+// and emits nothing.
+func (a *Actor) emit(ctx actors.Context, info *protocol.SessionInfo, typ, reason string) error {
+	if info.GetTenant() == "" {
+		return nil
+	}
+	return actors.EmitEvent(ctx, typ, info.GetTenant(), a.id, &protocol.SessionEventData{
+		SessionId: a.id, UserId: info.GetSubject(), ClientId: info.GetClientId(), Reason: reason,
+	})
 }
 
 // meta is the envelope data of a published event. Its subject is the

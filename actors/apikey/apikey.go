@@ -115,6 +115,13 @@ func (a *Actor) meta(ctx actors.Context, typ string) *protocol.EventMeta {
 	return &protocol.EventMeta{Type: typ, Tenant: a.info.GetTenant(), Subject: a.id, TimeUnixNano: ctx.Now().UnixNano()}
 }
 
+// emit records a domain event about this key for its tenant's feed: the
+// key id and the name an administrator gave it, never the secret or its
+// hash.
+func (a *Actor) emit(ctx actors.Context, typ, tenant, name string) error {
+	return actors.EmitEvent(ctx, typ, tenant, a.id, &protocol.APIKeyEventData{KeyId: a.id, Name: name})
+}
+
 // view is the key as it may be shown at now: the status accounts for
 // expiry, which needs no event.
 func (a *Actor) view(now time.Time) *protocol.APIKeyInfo {
@@ -181,6 +188,9 @@ func (a *Actor) create(ctx actors.Context, m *protocol.CreateAPIKey) error {
 		Name: name, Scopes: scopes, ExpiresUnixNano: exp, CreatedBy: m.GetCreatedBy(), SecretHash: hash,
 	}
 	ctx.Persist(ev)
+	if err := a.emit(ctx, "identity.apikey.created.v1", m.GetTenant(), name); err != nil {
+		return err
+	}
 	ctx.Reply(&protocol.APIKeyIssued{Key: createdInfo(a.id, ev), Secret: secret})
 	return nil
 }
@@ -230,6 +240,9 @@ func (a *Actor) rotate(ctx actors.Context, m *protocol.RotateAPIKey) error {
 	until := min(ctx.Now().UnixNano()+overlap, a.info.GetExpiresUnixNano())
 	ev := &protocol.APIKeyRotated{Meta: a.meta(ctx, "identity.api_key.rotated.v1"), SecretHash: hash, PreviousValidUntilUnixNano: until, By: m.GetBy()}
 	ctx.Persist(ev)
+	if err := a.emit(ctx, "identity.apikey.rotated.v1", a.info.GetTenant(), a.info.GetName()); err != nil {
+		return err
+	}
 	after := protocol.Clone(a.info)
 	rotated(after, ev)
 	ctx.Reply(&protocol.APIKeyIssued{Key: after, Secret: secret})
@@ -255,6 +268,9 @@ func (a *Actor) revoke(ctx actors.Context, m *protocol.RevokeAPIKey) error {
 	}
 	ev := &protocol.APIKeyRevoked{Meta: a.meta(ctx, "identity.api_key.revoked.v1"), By: m.GetBy()}
 	ctx.Persist(ev)
+	if err := a.emit(ctx, "identity.apikey.revoked.v1", a.info.GetTenant(), a.info.GetName()); err != nil {
+		return err
+	}
 	after := protocol.Clone(a.info)
 	after.Status, after.RevokedUnixNano, after.PreviousValidUntilUnixNano = protocol.APIKeyStatus_API_KEY_STATUS_REVOKED, ev.GetMeta().GetTimeUnixNano(), 0
 	ctx.Reply(after)

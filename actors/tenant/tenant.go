@@ -19,6 +19,7 @@ package tenant
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -98,6 +99,25 @@ func (a *Actor) meta(ctx actors.Context, typ, subject string) *protocol.EventMet
 	return &protocol.EventMeta{Type: typ, Tenant: a.id, Subject: subject, TimeUnixNano: ctx.Now().UnixNano()}
 }
 
+// emit records a domain event of this tenant for its feed. Tenant and node
+// events carry no payload: the subject (the tenant or node id) is the
+// identifier, and names stay in the tenant's own state.
+func (a *Actor) emit(ctx actors.Context, typ, subject string, data protocol.Message) error {
+	return actors.EmitEvent(ctx, typ, a.id, subject, data)
+}
+
+// emitMembership records a role granted or revoked: the subject is the
+// user, the data says which role at which node.
+func (a *Actor) emitMembership(ctx actors.Context, typ, user, nodeID string, role protocol.Role) error {
+	return a.emit(ctx, typ, user, &protocol.MembershipEventData{UserId: user, NodeId: nodeID, Roles: []string{RoleName(role)}})
+}
+
+// RoleName is a role's name in events and messages: "doctor" for
+// ROLE_DOCTOR.
+func RoleName(r protocol.Role) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}
+
 func (a *Actor) create(ctx actors.Context, m *protocol.CreateTenant) error {
 	if a.state.created {
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_ALREADY_EXISTS, "tenant %s already exists", a.id)
@@ -112,6 +132,9 @@ func (a *Actor) create(ctx actors.Context, m *protocol.CreateTenant) error {
 	}
 	ev := &protocol.TenantCreated{Meta: a.meta(ctx, "identity.tenant.created.v1", a.id), Name: name, Slug: slug}
 	ctx.Persist(ev)
+	if err := a.emit(ctx, "identity.tenant.created.v1", a.id, nil); err != nil {
+		return err
+	}
 	ctx.Reply(&protocol.TenantInfo{TenantId: a.id, Name: name, Slug: slug, CreatedUnixNano: ev.Meta.TimeUnixNano, Nodes: 1})
 	return nil
 }
@@ -168,6 +191,9 @@ func (a *Actor) addNode(ctx actors.Context, m *protocol.AddNode) error {
 		Meta:   a.meta(ctx, "identity.tenant.node_added.v1", want.NodeId),
 		NodeId: want.NodeId, ParentId: want.ParentId, Type: typ, Name: name,
 	})
+	if err := a.emit(ctx, "identity.tenant.node_added.v1", want.NodeId, nil); err != nil {
+		return err
+	}
 	ctx.Reply(want)
 	return nil
 }
@@ -185,6 +211,9 @@ func (a *Actor) renameNode(ctx actors.Context, m *protocol.RenameNode) error {
 	out.Name = name
 	if n.name != name {
 		ctx.Persist(&protocol.TenantNodeRenamed{Meta: a.meta(ctx, "identity.tenant.node_renamed.v1", n.id), NodeId: n.id, Name: name})
+		if err := a.emit(ctx, "identity.tenant.node_renamed.v1", n.id, nil); err != nil {
+			return err
+		}
 	}
 	ctx.Reply(out)
 	return nil
@@ -204,6 +233,9 @@ func (a *Actor) removeNode(ctx actors.Context, m *protocol.RemoveNode) error {
 		return precondition("node %q has %d role grant(s); revoke them first", n.id, n.grants)
 	}
 	ctx.Persist(&protocol.TenantNodeRemoved{Meta: a.meta(ctx, "identity.tenant.node_removed.v1", n.id), NodeId: n.id})
+	if err := a.emit(ctx, "identity.tenant.node_removed.v1", n.id, nil); err != nil {
+		return err
+	}
 	ctx.Reply(nodeProto(n))
 	return nil
 }
@@ -238,6 +270,9 @@ func (a *Actor) grant(ctx actors.Context, m *protocol.GrantRole) error {
 		Meta: a.meta(ctx, "identity.membership.granted.v1", user),
 		User: user, NodeId: n.id, NodeType: n.typ, Role: m.GetRole(),
 	})
+	if err := a.emitMembership(ctx, "identity.membership.granted.v1", user, n.id, m.GetRole()); err != nil {
+		return err
+	}
 	if len(mine) == 0 {
 		a.sendIndex(ctx, user, true)
 	}
@@ -263,6 +298,9 @@ func (a *Actor) revoke(ctx actors.Context, m *protocol.RevokeRole) error {
 		Meta: a.meta(ctx, "identity.membership.revoked.v1", user),
 		User: user, NodeId: n.id, NodeType: n.typ, Role: m.GetRole(),
 	})
+	if err := a.emitMembership(ctx, "identity.membership.revoked.v1", user, n.id, m.GetRole()); err != nil {
+		return err
+	}
 	after := copyGrants(mine)
 	if after[n.id] = after[n.id].without(m.GetRole()); after[n.id] == 0 {
 		delete(after, n.id)

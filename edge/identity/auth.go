@@ -24,7 +24,10 @@ type principal struct {
 	tenant  string // tid
 	sid     string
 	service bool
-	key     *protocol.APIKeyVerified
+	// scopes are a token's granted scopes (its "scope" claim, RFC 9068
+	// §2.2.3), when it carries them.
+	scopes []string
+	key    *protocol.APIKeyVerified
 }
 
 // authError is a refused credential, answered per RFC 6750 §3.
@@ -133,7 +136,7 @@ func (h *handler) authenticateToken(ctx context.Context, tok string) (*principal
 	if str("iss") != h.cfg.Issuer {
 		return nil, invalidToken("the access token is from another issuer"), nil
 	}
-	p := &principal{subject: str("sub"), tenant: str("tid"), sid: str("sid")}
+	p := &principal{subject: str("sub"), tenant: str("tid"), sid: str("sid"), scopes: strings.Fields(str("scope"))}
 	if p.subject == "" {
 		return nil, invalidToken("the access token has no subject"), nil
 	}

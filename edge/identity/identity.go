@@ -6,6 +6,8 @@
 //	POST   /identity/tenants/{tid}/api-keys             create; the answer shows the key once
 //	POST   /identity/tenants/{tid}/api-keys/{kid}/rotate new secret, the old one works for an overlap
 //	DELETE /identity/tenants/{tid}/api-keys/{kid}       revoke
+//	GET    /identity/events?after=N&limit=M             the caller's tenant's domain events, a page
+//	GET    /identity/events/stream                      the same as Server-Sent Events (Last-Event-ID resumes)
 //
 // Callers authenticate with "Authorization: Bearer <access token>" (a JWT
 // of this node's issuer, verified locally against the published signing
@@ -13,6 +15,9 @@
 // "Authorization: Bearer ward_..." or "X-API-Key: ward_...". Failures are
 // RFC 6750 (401 with WWW-Authenticate) with RFC 9457 problem bodies.
 // Managing keys needs the admin role at the tenant's root and a user token.
+// Reading events (events.go) needs the scope events:read on an API key or a
+// service account's token, or a user token with the admin role at the root
+// of the token's tenant; only the credential's own tenant can be read.
 //
 // What is allowed is decided by the actors (session, tenant, usertenants,
 // apikey); this package verifies signatures and translates.
@@ -62,8 +67,16 @@ type Config struct {
 	// MaxTenants bounds the tenants one access-context answer lists (each
 	// costs a tenant actor request); default 100.
 	MaxTenants int
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// EventStreamMax is how long one event stream stays open before it
+	// ends by itself (clients reconnect with Last-Event-ID); default 5 min.
+	EventStreamMax time.Duration
+	// EventPoll is how often an idle event stream asks the tenant's log
+	// for news; default 500 ms. EventHeartbeat is how long a stream may
+	// stay silent before a ": ping" comment; default 15 s.
+	EventPoll      time.Duration
+	EventHeartbeat time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 const (
@@ -99,6 +112,15 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.MaxTenants <= 0 {
 		cfg.MaxTenants = 100
 	}
+	if cfg.EventStreamMax <= 0 {
+		cfg.EventStreamMax = 5 * time.Minute
+	}
+	if cfg.EventPoll <= 0 {
+		cfg.EventPoll = 500 * time.Millisecond
+	}
+	if cfg.EventHeartbeat <= 0 {
+		cfg.EventHeartbeat = 15 * time.Second
+	}
 	h := &handler{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /identity/me/access-context", h.accessContext)
@@ -106,6 +128,8 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /identity/tenants/{tid}/api-keys", h.createKey)
 	mux.HandleFunc("POST /identity/tenants/{tid}/api-keys/{kid}/rotate", h.rotateKey)
 	mux.HandleFunc("DELETE /identity/tenants/{tid}/api-keys/{kid}", h.revokeKey)
+	mux.HandleFunc("GET /identity/events", h.events)
+	mux.HandleFunc("GET /identity/events/stream", h.eventsStream)
 	mux.HandleFunc("/identity/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusNotFound, "not found", "no such identity endpoint")
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/wardhq/ward/actors/apikey"
+	"github.com/wardhq/ward/actors/eventlog"
 	"github.com/wardhq/ward/actors/keyring"
 	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/actors/tenant"
@@ -60,11 +61,12 @@ func newEnv(t *testing.T) *env {
 
 func startEnv() (*env, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, _, err := clustertest.OneNode(session.Kind, usersessions.Kind, tenant.Kind, usertenants.Kind, apikey.Kind, apikey.IndexKind)
+	n, _, err := clustertest.OneNode(session.Kind, usersessions.Kind, tenant.Kind, usertenants.Kind, apikey.Kind, apikey.IndexKind, eventlog.Kind)
 	if err != nil {
 		return nil, err
 	}
-	h, err := New(Config{Issuer: issuer, Actors: n, Keys: n, Logger: log})
+	h, err := New(Config{Issuer: issuer, Actors: n, Keys: n, Logger: log,
+		EventStreamMax: 2 * time.Second, EventPoll: 50 * time.Millisecond, EventHeartbeat: 200 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}

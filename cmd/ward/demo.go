@@ -133,7 +133,7 @@ func newDemoPlan(issuer string) *demoFile {
 
 // demoClients are the registrations of the plan's clients.
 func demoClients(d *demoFile) []*protocol.OIDCClient {
-	scopes := map[string][]string{"demo-web": {"profile", "email", "phone"}, "demo-backend": {"profile", "email"}, "demo-service": {"vitals.read"}}
+	scopes := map[string][]string{"demo-web": {"profile", "email", "phone"}, "demo-backend": {"profile", "email"}, "demo-service": {"vitals.read", "events:read"}}
 	var out []*protocol.OIDCClient
 	for _, c := range d.Clients {
 		reg := &protocol.OIDCClient{Id: c.ID, Name: c.Kind, Tenant: d.Tenant, RedirectUris: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: scopes[c.ID]}

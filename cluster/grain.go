@@ -286,8 +286,8 @@ func (g *grain) handle(ctx actor.Context, requestID string, msg protocol.Message
 	}
 
 	wrote := false
-	if len(fx.Events) > 0 || len(ops) > 0 {
-		w := &persistence.Write{Actor: g.key, FirstSeq: g.lastSeq + 1, Events: fx.Events, Timers: ops}
+	if len(fx.Events) > 0 || len(ops) > 0 || len(fx.Emitted) > 0 {
+		w := &persistence.Write{Actor: g.key, FirstSeq: g.lastSeq + 1, Events: fx.Events, Timers: ops, Emitted: fx.Emitted}
 		// Timer deliveries need no stored reply: nobody waits for it, and
 		// the same write consumes the timer, so it is not delivered again.
 		// Ids past the store's limit only get the in-memory window.
@@ -311,6 +311,9 @@ func (g *grain) handle(ctx actor.Context, requestID string, msg protocol.Message
 			return g.commitFailed(ctx, err), false
 		}
 		wrote = true
+		if len(w.Emitted) > 0 {
+			g.h.relay.notify()
+		}
 		g.lastSeq += uint64(n)
 		if w.Snapshot != nil {
 			g.sinceSnap = 0

@@ -64,6 +64,8 @@ const (
 	DefaultMaxAttempts    = 5
 	DefaultRetryBackoff   = 5 * time.Millisecond
 	DefaultClusterName    = "ward"
+	DefaultEventLogKind   = "eventlog"
+	DefaultRelayPoll      = time.Second
 	DefaultBindHost       = "127.0.0.1"
 )
 
@@ -88,6 +90,14 @@ type Config struct {
 	// (anything wrapping partition.ErrNotLeader) are skipped.
 	Journals   func(partition int) Journal
 	Partitions int
+	// EventLogKind is the actor kind (one per tenant, id = tenant) that the
+	// relay hands emitted domain events to (relay.go); default "eventlog".
+	// When no hosted kind has this name the relay does not run and emitted
+	// events stay in the journals' feeds.
+	EventLogKind string
+	// RelayPoll is how often the relay looks at the feeds when no commit
+	// woke it; default DefaultRelayPoll.
+	RelayPoll time.Duration
 	// ReadyCheck, when set, must also hold for Ready (the partitioned node
 	// uses it to wait until every partition has a leader).
 	ReadyCheck func() bool
@@ -168,6 +178,12 @@ func (c *Config) withDefaults() error {
 	if c.TimerPoll <= 0 {
 		c.TimerPoll = DefaultTimerPoll
 	}
+	if c.EventLogKind == "" {
+		c.EventLogKind = DefaultEventLogKind
+	}
+	if c.RelayPoll <= 0 {
+		c.RelayPoll = DefaultRelayPoll
+	}
 	if c.TimerBatch <= 0 {
 		c.TimerBatch = DefaultTimerBatch
 	}
@@ -191,6 +207,7 @@ type Host struct {
 	metrics *metrics
 	topics  *topics
 	timers  *scheduler
+	relay   *eventRelay
 	system  *actor.ActorSystem
 	cluster *pcluster.Cluster
 
@@ -263,6 +280,7 @@ func Start(cfg Config) (h *Host, err error) {
 	h.topics = newTopics(m)
 	h.activations.pids = make(map[persistence.ActorKey]*actor.PID)
 	h.timers = newScheduler(h)
+	h.relay = newRelay(h)
 	h.dispatcher = newWorkerDispatcher(maxDispatchWorkers, dispatchThroughput)
 
 	pkinds := make([]*pcluster.Kind, 0, len(cfg.Kinds)+len(cfg.rawKinds))
@@ -315,6 +333,7 @@ func Start(cfg Config) (h *Host, err error) {
 	h.cluster.StartMember()
 
 	h.timers.start()
+	h.relay.start()
 	h.started.Store(true)
 	h.log.Info("cluster host started", "address", h.system.Address(), "member", h.system.ID, "kinds", len(h.kinds))
 	return h, nil

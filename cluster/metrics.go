@@ -29,6 +29,7 @@ type metrics struct {
 	timersFired *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
 	retries     *prometheus.CounterVec
+	relayed     *prometheus.CounterVec
 }
 
 // Why a request attempt was retried; the reason label of
@@ -76,6 +77,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ward_cluster_request_retries_total",
 			Help: "Request attempts that failed and were retried or gave up, by kind and reason (no_activation, dead_letter, timeout, not_leader).",
 		}, []string{"kind", "reason"}),
+		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ward_cluster_events_relayed_total",
+			Help: "Domain events handed from a journal's feed to the event log, by result (ok, failed: retried next round; dropped: no tenant).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -94,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.activations, m.passivation, m.active, m.messages, m.stepLatency, m.timersFired, m.dropped, m.retries}
+	return []prometheus.Collector{m.activations, m.passivation, m.active, m.messages, m.stepLatency, m.timersFired, m.dropped, m.retries, m.relayed}
 }
 
 // unregister lets a restarted Host register its metrics on the same registry.

@@ -506,3 +506,17 @@ func (s *slot) VerifyLeader(ctx context.Context, epoch uint64) error {
 	}
 	return &partition.NotLeaderError{Partition: s.id}
 }
+
+func (s *slot) Feed(after uint64, limit int) ([]persistence.FeedEntry, error) {
+	if p := s.get(); p != nil {
+		return p.Feed(after, limit)
+	}
+	return nil, &partition.NotLeaderError{Partition: s.id}
+}
+
+func (s *slot) TrimFeed(ctx context.Context, through uint64) error {
+	if p := s.get(); p != nil {
+		return p.TrimFeed(ctx, through)
+	}
+	return &partition.NotLeaderError{Partition: s.id}
+}

@@ -32,6 +32,7 @@ func (h *Host) stop(ctx context.Context) error {
 	if err := waitCtx(ctx, &h.requests); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: wait for requests in flight: %w", err))
 	}
+	h.relay.stop()
 	if err := h.timers.stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: wait for timers in flight: %w", err))
 	}

@@ -247,11 +247,11 @@ func (h *host) step(act *activation, env envelope) bool {
 	} else {
 		w.tr("step " + act.id.String() + " " + protocol.TypeName(env.msg) + " " + effectsText(fx))
 	}
-	wr := &persistence.Write{Actor: key(act.id), FirstSeq: act.lastSeq + 1, Events: fx.Events, Timers: fired}
+	wr := &persistence.Write{Actor: key(act.id), FirstSeq: act.lastSeq + 1, Events: fx.Events, Timers: fired, Emitted: fx.Emitted}
 	for _, t := range fx.Timers {
 		wr.Timers = append(wr.Timers, persistence.TimerChange{Name: t.Name, Due: t.Due, Payload: t.Payload, Cancel: t.Cancel})
 	}
-	if len(wr.Events) == 0 && len(wr.Timers) == 0 {
+	if len(wr.Events) == 0 && len(wr.Timers) == 0 && len(wr.Emitted) == 0 {
 		h.release(act, env, fx, stepErr)
 		return false
 	}
@@ -707,6 +707,9 @@ func effectsText(fx *actors.Effects) string {
 	}
 	for _, p := range fx.Publications {
 		b.WriteString(" publish=" + p.Topic)
+	}
+	for _, e := range fx.Emitted {
+		b.WriteString(" emit=" + e.GetType() + ":" + e.GetId())
 	}
 	return b.String()
 }

@@ -495,10 +495,16 @@ func (s *storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenR
 	case *refreshReq:
 		c = r.issued.GetAccess()
 	case *serviceRequest:
+		// RFC 9068 §2.2.3: the granted scopes travel in the token, so a
+		// resource server (our /identity API included) can check them.
+		out := map[string]any{}
 		if r.tenant != "" {
-			return map[string]any{"tid": r.tenant}, nil
+			out["tid"] = r.tenant
 		}
-		return nil, nil
+		if len(r.scopes) > 0 {
+			out["scope"] = strings.Join(r.scopes, " ")
+		}
+		return out, nil
 	}
 	if c == nil {
 		return nil, nil
@@ -515,6 +521,9 @@ func (s *storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenR
 	}
 	if c.GetContextNodeId() != "" {
 		out["context_node_id"] = c.GetContextNodeId()
+	}
+	if len(c.GetScopes()) > 0 {
+		out["scope"] = strings.Join(c.GetScopes(), " ")
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -123,7 +124,11 @@ func trimFeed(b *pebble.Batch, ns uint32, through uint64) error {
 // TrimFeed deletes the local namespace's feed entries at or below through.
 // It need not be synced: a trim lost in a crash only makes the relay hand
 // the same entries on again, which its consumer recognises by position.
-func (s *Store) TrimFeed(through uint64) error {
+// ctx is for symmetry with a partition's trim, which waits on Raft.
+func (s *Store) TrimFeed(ctx context.Context, through uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return s.reader(func() error {
 		b := s.db.NewBatch()
 		defer func() { _ = b.Close() }()

@@ -62,7 +62,7 @@ func TestFeedLocal(t *testing.T) {
 	if got, want := feedIDs(t, s.Namespace(0), 2, 1), "3:b1"; got != want {
 		t.Fatalf("feed after 2 limit 1 = %q, want %q", got, want)
 	}
-	if err := s.TrimFeed(4); err != nil {
+	if err := s.TrimFeed(context.Background(), 4); err != nil {
 		t.Fatal(err)
 	}
 	if got := feedIDs(t, s.Namespace(0), 0, 100); got != "" {

@@ -188,7 +188,7 @@ func (a *Actor) create(ctx actors.Context, m *protocol.CreateAPIKey) error {
 		Name: name, Scopes: scopes, ExpiresUnixNano: exp, CreatedBy: m.GetCreatedBy(), SecretHash: hash,
 	}
 	ctx.Persist(ev)
-	if err := a.emit(ctx, "identity.apikey.created.v1", m.GetTenant(), name); err != nil {
+	if err := a.emit(ctx, "identity.api_key.created.v1", m.GetTenant(), name); err != nil {
 		return err
 	}
 	ctx.Reply(&protocol.APIKeyIssued{Key: createdInfo(a.id, ev), Secret: secret})
@@ -240,7 +240,7 @@ func (a *Actor) rotate(ctx actors.Context, m *protocol.RotateAPIKey) error {
 	until := min(ctx.Now().UnixNano()+overlap, a.info.GetExpiresUnixNano())
 	ev := &protocol.APIKeyRotated{Meta: a.meta(ctx, "identity.api_key.rotated.v1"), SecretHash: hash, PreviousValidUntilUnixNano: until, By: m.GetBy()}
 	ctx.Persist(ev)
-	if err := a.emit(ctx, "identity.apikey.rotated.v1", a.info.GetTenant(), a.info.GetName()); err != nil {
+	if err := a.emit(ctx, "identity.api_key.rotated.v1", a.info.GetTenant(), a.info.GetName()); err != nil {
 		return err
 	}
 	after := protocol.Clone(a.info)
@@ -268,7 +268,7 @@ func (a *Actor) revoke(ctx actors.Context, m *protocol.RevokeAPIKey) error {
 	}
 	ev := &protocol.APIKeyRevoked{Meta: a.meta(ctx, "identity.api_key.revoked.v1"), By: m.GetBy()}
 	ctx.Persist(ev)
-	if err := a.emit(ctx, "identity.apikey.revoked.v1", a.info.GetTenant(), a.info.GetName()); err != nil {
+	if err := a.emit(ctx, "identity.api_key.revoked.v1", a.info.GetTenant(), a.info.GetName()); err != nil {
 		return err
 	}
 	after := protocol.Clone(a.info)

@@ -268,23 +268,6 @@ func FuzzParseRefreshToken(f *testing.F) {
 	})
 }
 
-// TestPublishable: created, revoked and expired go out with their meta and
-// without verifier hashes; rotations never leave.
-func TestPublishable(t *testing.T) {
-	meta := &protocol.EventMeta{Type: "identity.session.created.v1", Tenant: "acme", Subject: "s1"}
-	m, data, ok := session.Publishable(&protocol.SessionCreated{Meta: meta, Subject: "alice", RefreshHash: []byte{1}})
-	if !ok || m.GetType() != meta.Type || !protocol.Equal(data, &protocol.SessionCreated{Subject: "alice"}) {
-		t.Fatalf("created: %v %v %v", m, data, ok)
-	}
-	if _, _, ok := session.Publishable(&protocol.RefreshRotated{RefreshHash: []byte{1}, Grace: &protocol.RefreshGrace{SealedSuccessor: []byte{2}}}); ok {
-		t.Fatal("RefreshRotated is publishable")
-	}
-	_, data, ok = session.Publishable(&protocol.SessionRevoked{Meta: meta, Reason: session.ReasonReuse})
-	if !ok || !protocol.Equal(data, &protocol.SessionRevoked{Reason: session.ReasonReuse}) {
-		t.Fatalf("revoked: %v %v", data, ok)
-	}
-}
-
 // TestGraceSecretNotInState: while a retry window is open, neither the
 // snapshot nor the rotation event holds the successor secret or the old
 // secret in the clear, and only the old secret opens the sealed copy.

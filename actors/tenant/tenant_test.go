@@ -352,49 +352,6 @@ func list(t *testing.T, a *usertenants.Actor) string {
 	return fmt.Sprint(fx.Replies[0].(*protocol.UserTenantList).GetTenantIds())
 }
 
-// TestPublishable: every tenant event goes out with its meta and the
-// envelope type the outbox names it by; other messages do not.
-func TestPublishable(t *testing.T) {
-	seen := map[string]bool{}
-	env := actors.Env{Now: actortest.Epoch, Entropy: &actortest.Counter{}, Self: actors.Identity{Kind: tenant.KindName, ID: "acme"}}
-	b := tenant.New("acme")
-	for _, m := range append(hospital(),
-		&protocol.RevokeRole{User: bob, NodeId: "w1", Role: protocol.Role_ROLE_PATIENT},
-		&protocol.RemoveNode{NodeId: "w1"}) {
-		fx, err := actors.Step(b, env, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range fx.Events {
-			meta, data, ok := tenant.Publishable(ev)
-			if !ok || meta.GetTenant() != "acme" || meta.GetSubject() == "" {
-				t.Fatalf("%s: meta %v ok %v", actortest.Format(ev), meta, ok)
-			}
-			if data.ProtoReflect().Has(data.ProtoReflect().Descriptor().Fields().ByName("meta")) {
-				t.Fatalf("%s: data keeps meta", meta.GetType())
-			}
-			seen[meta.GetType()] = true
-		}
-		if err := actors.ApplyAll(b, fx.Events); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, typ := range []string{
-		"identity.tenant.created.v1", "identity.membership.granted.v1", "identity.membership.revoked.v1",
-		"identity.tenant.node_added.v1", "identity.tenant.node_renamed.v1", "identity.tenant.node_removed.v1",
-	} {
-		if !seen[typ] {
-			t.Errorf("no %s event seen", typ)
-		}
-	}
-	if _, _, ok := tenant.Publishable(&protocol.TenantCreated{}); ok {
-		t.Error("an event without meta is publishable")
-	}
-	if _, _, ok := tenant.Publishable(&protocol.UserSnapshot{}); ok {
-		t.Error("a user snapshot is publishable")
-	}
-}
-
 // TestRestoreRejectsBadSnapshots: a snapshot that breaks the hierarchy or
 // role rules, or is another kind's, is refused rather than trusted.
 func TestRestoreRejectsBadSnapshots(t *testing.T) {

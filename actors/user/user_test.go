@@ -169,27 +169,3 @@ func TestRestoreRejectsOtherMessages(t *testing.T) {
 		t.Fatal("Apply(SessionTouched) succeeded")
 	}
 }
-
-// TestPublishable: the outbox gets meta and non-secret data; sealed fields,
-// verifier hashes and the key event never leave.
-func TestPublishable(t *testing.T) {
-	meta := &protocol.EventMeta{Type: "identity.user.registered.v1", Tenant: "acme", Subject: "s"}
-	if _, _, ok := user.Publishable(&protocol.UserKeyIssued{Key: make([]byte, 32)}); ok {
-		t.Fatal("UserKeyIssued is publishable")
-	}
-	m, data, ok := user.Publishable(&protocol.UserRegistered{Meta: meta, SealedEmail: []byte{1}, SealedPhone: []byte{2}})
-	if !ok || m.GetType() != meta.Type || m.GetTenant() != "acme" {
-		t.Fatalf("meta = %v, ok = %v", m, ok)
-	}
-	if !protocol.Equal(data, &protocol.UserRegistered{}) {
-		t.Fatalf("data still holds %v", data)
-	}
-	_, data, _ = user.Publishable(&protocol.EmailVerificationStarted{Meta: meta, TokenHash: []byte{1}, ExpiresUnixNano: 5})
-	if !protocol.Equal(data, &protocol.EmailVerificationStarted{ExpiresUnixNano: 5}) {
-		t.Fatalf("data = %v", data)
-	}
-	_, data, _ = user.Publishable(&protocol.UserSuspended{Meta: meta, Reason: "fraud"})
-	if !protocol.Equal(data, &protocol.UserSuspended{Reason: "fraud"}) {
-		t.Fatalf("data = %v", data)
-	}
-}

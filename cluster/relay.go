@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/cluster/partition"
 	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
@@ -134,6 +135,25 @@ func (r *eventRelay) round() bool {
 	return more
 }
 
+// oneByOne hands entries over singly, dropping each the log refuses as
+// malformed; it returns how many it dropped and the first other error.
+func (r *eventRelay) oneByOne(ctx context.Context, source, tenant string, list []*protocol.FeedEntry) (int, error) {
+	bad := 0
+	for _, e := range list {
+		_, err := r.h.Request(ctx, r.h.cfg.EventLogKind, tenant, &protocol.EventLogAppend{Source: source, Entries: []*protocol.FeedEntry{e}})
+		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
+			bad++
+			r.h.log.Error("dropping a domain event the event log refuses", "source", source, "tenant", tenant,
+				"position", e.GetPosition(), "type", e.GetEvent().GetType(), "id", e.GetEvent().GetId(), "err", err)
+			continue
+		}
+		if err != nil {
+			return bad, err
+		}
+	}
+	return bad, nil
+}
+
 // relayFeed hands one feed's oldest entries on and trims them; it reports
 // whether the batch was full.
 func (r *eventRelay) relayFeed(source string, fj feedJournal) bool {
@@ -170,10 +190,19 @@ func (r *eventRelay) relayFeed(source string, fj feedJournal) bool {
 		}
 		byTenant[t] = append(byTenant[t], &protocol.FeedEntry{Position: e.Position, Event: e.Event})
 	}
-	relayed := 0
+	relayed := 0 // net of entries dropped one by one
 	for _, t := range order {
 		list := byTenant[t]
 		_, err := r.h.Request(ctx, r.h.cfg.EventLogKind, t, &protocol.EventLogAppend{Source: source, Entries: list})
+		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
+			// The log refuses a batch whole; a malformed entry must not
+			// hold back its tenant's feed forever. One at a time, the
+			// entries it refuses are dropped (an emitter bug, logged).
+			var bad int
+			bad, err = r.oneByOne(ctx, source, t, list)
+			dropped += bad
+			relayed -= bad
+		}
 		if err != nil {
 			r.h.metrics.relayed.WithLabelValues("failed").Add(float64(len(list)))
 			r.h.log.Warn("event relay: hand-over to the event log failed; retried next round",

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,11 @@ func (emitter) Receive(ctx actors.Context, msg protocol.Message) error {
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "want a tenant")
 	}
 	self := ctx.Self()
+	if tenant, ok := strings.CutPrefix(v.GetValue(), "malformed:"); ok {
+		// No time: the event log refuses it.
+		ctx.Emit(&protocol.EventEnvelope{Id: "bad-" + self.ID, Type: "identity.user.registered.v1", Tenant: tenant, Subject: self.ID})
+		return nil
+	}
 	return actors.EmitEvent(ctx, "identity.user.registered.v1", v.GetValue(), self.ID, &protocol.UserEventData{UserId: self.ID})
 }
 func (emitter) Apply(protocol.Message) error        { return nil }
@@ -104,13 +110,17 @@ func TestRelayHandsFeedToEventLogs(t *testing.T) {
 // trim (same source, same positions) appends nothing the second time.
 func TestRelayDuplicateHandOverAppendsOnce(t *testing.T) {
 	store := openStore(t, nil, t.TempDir())
-	h := startHost(t, Config{Journal: store, Kinds: []actors.Kind{emitterKind, eventlog.Kind}, RelayPoll: time.Hour})
 	ctx := context.Background()
+	// Emit with no relay running, so the feed holds both entries.
+	h0 := startHost(t, Config{Journal: store, Kinds: []actors.Kind{emitterKind}})
 	for _, id := range []string{"u1", "u2"} {
-		if _, err := h.Request(ctx, "emitter", id, wrapperspb.String("t")); err != nil {
+		if _, err := h0.Request(ctx, "emitter", id, wrapperspb.String("t")); err != nil {
 			t.Fatal(err)
 		}
 	}
+	stopHost(t, h0)
+	// A relay that runs only when woken.
+	h := startHost(t, Config{Journal: store, Kinds: []actors.Kind{emitterKind, eventlog.Kind}, RelayPoll: time.Hour})
 	entries, err := store.Feed(0, 10)
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("feed: %d entries, err %v", len(entries), err)
@@ -125,7 +135,7 @@ func TestRelayDuplicateHandOverAppendsOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The relay's own round (woken by a commit) finds them taken already.
+	// The relay's own round finds them taken already.
 	h.relay.notify()
 	eventually(t, 5*time.Second, "feed trimmed", func() bool {
 		es, err := store.Feed(0, 10)
@@ -133,5 +143,26 @@ func TestRelayDuplicateHandOverAppendsOnce(t *testing.T) {
 	})
 	if got := readLog(t, h, "t"); fmt.Sprint(got) != "[u1 u2]" {
 		t.Fatalf("log = %v, want [u1 u2]", got)
+	}
+}
+
+// TestRelayDropsWhatTheLogRefuses: an entry the event log refuses as
+// malformed is dropped alone; the tenant's other events arrive and the feed
+// does not stall on it.
+func TestRelayDropsWhatTheLogRefuses(t *testing.T) {
+	store := openStore(t, nil, t.TempDir())
+	h := startHost(t, Config{Journal: store, Kinds: []actors.Kind{emitterKind, eventlog.Kind}, RelayPoll: time.Hour})
+	ctx := context.Background()
+	for _, step := range []struct{ id, val string }{{"u1", "t"}, {"u2", "malformed:t"}, {"u3", "t"}} {
+		if _, err := h.Request(ctx, "emitter", step.id, wrapperspb.String(step.val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "feed trimmed", func() bool {
+		es, err := store.Feed(0, 10)
+		return err == nil && len(es) == 0
+	})
+	if got := readLog(t, h, "t"); fmt.Sprint(got) != "[u1 u3]" {
+		t.Fatalf("log = %v, want [u1 u3]", got)
 	}
 }

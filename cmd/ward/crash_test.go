@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/eventlog"
 	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/cluster"
 	"github.com/wardhq/ward/cluster/placement"
@@ -69,7 +70,7 @@ type known struct {
 
 // childLine is one line the child prints: an acknowledgement or a read.
 type childLine struct {
-	Op      string `json:"op"` // create, rotate, revoke, dump
+	Op      string `json:"op"` // create, rotate, revoke, dump, event
 	ID      string `json:"id"`
 	Gen     uint64 `json:"gen"`
 	Secret  string `json:"secret,omitempty"`
@@ -137,6 +138,7 @@ func TestCrashSafetyWithSIGKILL(t *testing.T) {
 		var killTimer <-chan time.Time
 		deadline := time.After(60 * time.Second)
 		dumped := map[string]childLine{}
+		var events []childLine
 		cycleAcks := 0
 	loop:
 		for {
@@ -148,6 +150,8 @@ func TestCrashSafetyWithSIGKILL(t *testing.T) {
 				switch l.Op {
 				case "dump":
 					dumped[l.ID] = l
+				case "event":
+					events = append(events, l)
 				case "ready":
 					verifyDump(t, cycle, state, dumped)
 					if !final {
@@ -174,6 +178,8 @@ func TestCrashSafetyWithSIGKILL(t *testing.T) {
 			if werr != nil {
 				t.Fatalf("final child: %v\nstderr:\n%s", werr, cmd.Stderr)
 			}
+			verifyEvents(t, state, dumped, events)
+			t.Logf("domain events: %d read back; every session's created and revoked event exactly once, none for a write that did not land", len(events))
 		} else {
 			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 			if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
@@ -239,6 +245,40 @@ func applyAck(t *testing.T, state map[string]*known, l childLine) {
 // verifyDump checks the restarted child's reads against the acknowledged
 // state. With no command in flight at the kill the state must be exactly what
 // was acknowledged; with one in flight it may also be exactly one step ahead.
+// verifyEvents checks the domain events the final child read from the
+// tenants' event logs against the sessions it read back: a session that
+// exists has exactly one identity.session.created.v1, a revoked one exactly
+// one identity.session.revoked.v1, and no event names a session whose write
+// never landed. Kills fell between steps, relays and trims throughout.
+func verifyEvents(t *testing.T, state map[string]*known, dumped map[string]childLine, events []childLine) {
+	t.Helper()
+	count := map[string]int{}
+	for _, e := range events {
+		count[e.Status+" "+e.ID]++
+		if d, ok := dumped[e.ID]; !ok || !d.Exists {
+			t.Errorf("event %s names session %s, which does not exist", e.Status, e.ID)
+		}
+	}
+	for id, d := range dumped {
+		if !d.Exists {
+			continue
+		}
+		if n := count["identity.session.created.v1 "+id]; n != 1 {
+			t.Errorf("session %s: %d created events, want 1", id, n)
+		}
+		want := 0
+		if d.Status == "revoked" {
+			want = 1
+		}
+		if n := count["identity.session.revoked.v1 "+id]; n != want {
+			t.Errorf("session %s (%s): %d revoked events, want %d", id, d.Status, n, want)
+		}
+	}
+	if len(events) == 0 {
+		t.Errorf("no domain events read back")
+	}
+}
+
 func verifyDump(t *testing.T, cycle int, state map[string]*known, dumped map[string]childLine) {
 	t.Helper()
 	ids := make([]string, 0, len(state))
@@ -386,6 +426,11 @@ func runCrashChild(mode, statePath string) error {
 		}
 		emit(childLine{Op: "dump", ID: id, Exists: true, Gen: info.GetGeneration(), Status: statusWord(info.GetStatus()), Subject: info.GetSubject(), Hash: hash})
 	}
+	if mode == "dump" {
+		if err := dumpEvents(n, st.Cycle, emit); err != nil {
+			return err
+		}
+	}
 	fmt.Println("READY")
 	if mode == "dump" {
 		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -417,7 +462,7 @@ func runCrashChild(mode, statePath string) error {
 						continue
 					}
 					emit(childLine{Op: "attempt", ID: id})
-					reply, err := req(id, &protocol.CreateSession{Subject: "user-" + id, ClientId: "crash-test", TtlNanos: int64(time.Hour)})
+					reply, err := req(id, &protocol.CreateSession{Subject: "user-" + id, ClientId: "crash-test", TtlNanos: int64(time.Hour), Tenant: crashTenant(st.Cycle)})
 					if err != nil {
 						emitFatal("create", id, err)
 						return
@@ -452,6 +497,54 @@ func runCrashChild(mode, statePath string) error {
 	}
 	wg.Wait()
 	return fmt.Errorf("workers stopped before the kill")
+}
+
+// crashTenant is the tenant of the sessions created in one cycle: one event
+// log per cycle keeps each well inside the log's retention.
+func crashTenant(cycle int) string { return fmt.Sprintf("crash-c%d", cycle) }
+
+// dumpEvents waits until every partition's event feed is relayed, then
+// prints every event of every cycle's tenant log.
+func dumpEvents(n *node, cycles int, emit func(childLine)) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for p := 0; p < n.part.Table.Partitions(); p++ {
+		for {
+			es, err := n.store.Namespace(uint32(p+1)).Feed(0, 1)
+			if err != nil {
+				return err
+			}
+			if len(es) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("partition %d: event feed not relayed after 30s (position %d waiting)", p, es[0].Position)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for c := 0; c < cycles; c++ {
+		var after uint64
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			m, err := n.host.Request(ctx, eventlog.KindName, crashTenant(c), &protocol.EventLogRead{After: after, Limit: eventlog.MaxLimit})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("read events of %s: %w", crashTenant(c), err)
+			}
+			page := m.(*protocol.EventLogPage)
+			if page.GetGap() || (page.GetOldest() > 1) {
+				return fmt.Errorf("event log %s dropped events (oldest %d): the test outgrew its retention", crashTenant(c), page.GetOldest())
+			}
+			for _, e := range page.GetEvents() {
+				emit(childLine{Op: "event", ID: e.GetEvent().GetSubject(), Status: e.GetEvent().GetType()})
+				after = e.GetSeq()
+			}
+			if len(page.GetEvents()) == 0 {
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // storedHash reads the refresh hash from the journal as a restarted node sees

@@ -111,6 +111,16 @@ func TestIdentityAPIWithBrowserLogin(t *testing.T) {
 	if code != 401 {
 		t.Fatalf("alg none token: %d", code)
 	}
+	// The ID token is signed by the same key for the same subject; it is
+	// not an access token and opens nothing.
+	idToken, _ := tok.Extra("id_token").(string)
+	if idToken == "" {
+		t.Fatal("no ID token")
+	}
+	code, out, h = call("GET", "/identity/me/access-context", idToken, "")
+	if code != 401 || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("ID token as access token: %d %v", code, out)
+	}
 }
 
 func jsonString(v any) string {

@@ -136,6 +136,13 @@ func (h *handler) authenticateToken(ctx context.Context, tok string) (*principal
 	if str("iss") != h.cfg.Issuer {
 		return nil, invalidToken("the access token is from another issuer"), nil
 	}
+	// Only access tokens open the API: an ID token carries the same
+	// issuer, subject and signature, but never a jti (RFC 9068 §2.2 makes it
+	// mandatory for JWT access tokens; OpenID Connect ID tokens have none),
+	// and it has an at_hash or nonce an access token never has.
+	if str("jti") == "" || t.Claims["at_hash"] != nil || t.Claims["nonce"] != nil {
+		return nil, invalidToken("not an access token"), nil
+	}
 	p := &principal{subject: str("sub"), tenant: str("tid"), sid: str("sid"), scopes: strings.Fields(str("scope"))}
 	if p.subject == "" {
 		return nil, invalidToken("the access token has no subject"), nil

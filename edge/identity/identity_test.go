@@ -248,6 +248,12 @@ func TestRefusedTokens(t *testing.T) {
 		"garbage":          "not-a-token",
 		"unknown session":  e.token(t, admin, tid, uuid.NewString(), nil),
 		"other subject":    e.token(t, uuid.NewString(), tid, sid, nil),
+		// An ID token has the same issuer, subject and signature; it must
+		// not open the API (no jti; an at_hash or nonce).
+		"no jti (ID token)":  e.token(t, admin, tid, sid, map[string]any{"jti": nil}),
+		"at_hash (ID token)": e.token(t, admin, tid, sid, map[string]any{"at_hash": "abc"}),
+		"nonce (ID token)":   e.token(t, admin, tid, sid, map[string]any{"nonce": "n"}),
+		"service, no jti":    e.token(t, "svc", tid, "", map[string]any{"jti": nil, "sid": nil}),
 	} {
 		wantInvalidToken(t, name, e.call(t, "GET", meCtx, tok, nil))
 	}

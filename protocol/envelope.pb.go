@@ -39,6 +39,9 @@ const (
 	ErrorCode_ERROR_CODE_UNKNOWN_MESSAGE     ErrorCode = 8
 	ErrorCode_ERROR_CODE_UNKNOWN_KIND        ErrorCode = 9
 	ErrorCode_ERROR_CODE_NOT_LEADER          ErrorCode = 10
+	// RESOURCE_EXHAUSTED: a rate or count limit of the domain was reached
+	// (e.g. phone codes); the caller may try again later, or not at all.
+	ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED ErrorCode = 11
 )
 
 // Enum value maps for ErrorCode.
@@ -55,6 +58,7 @@ var (
 		8:  "ERROR_CODE_UNKNOWN_MESSAGE",
 		9:  "ERROR_CODE_UNKNOWN_KIND",
 		10: "ERROR_CODE_NOT_LEADER",
+		11: "ERROR_CODE_RESOURCE_EXHAUSTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -68,6 +72,7 @@ var (
 		"ERROR_CODE_UNKNOWN_MESSAGE":     8,
 		"ERROR_CODE_UNKNOWN_KIND":        9,
 		"ERROR_CODE_NOT_LEADER":          10,
+		"ERROR_CODE_RESOURCE_EXHAUSTED":  11,
 	}
 )
 
@@ -442,7 +447,7 @@ const file_envelope_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\"\n" +
 	"\rdue_unix_nano\x18\x04 \x01(\x03R\vdueUnixNano\x12.\n" +
-	"\apayload\x18\x05 \x01(\v2\x14.google.protobuf.AnyR\apayload*\xd4\x02\n" +
+	"\apayload\x18\x05 \x01(\v2\x14.google.protobuf.AnyR\apayload*\xf7\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -455,7 +460,8 @@ const file_envelope_proto_rawDesc = "" +
 	"\x1aERROR_CODE_UNKNOWN_MESSAGE\x10\b\x12\x1b\n" +
 	"\x17ERROR_CODE_UNKNOWN_KIND\x10\t\x12\x19\n" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\n" +
-	"B!Z\x1fgithub.com/wardhq/ward/protocolb\x06proto3"
+	"\x12!\n" +
+	"\x1dERROR_CODE_RESOURCE_EXHAUSTED\x10\vB!Z\x1fgithub.com/wardhq/ward/protocolb\x06proto3"
 
 var (
 	file_envelope_proto_rawDescOnce sync.Once

@@ -2457,8 +2457,13 @@ type UserSnapshot struct {
 	PhoneCodeAttempts         uint32 `protobuf:"varint,16,opt,name=phone_code_attempts,json=phoneCodeAttempts,proto3" json:"phone_code_attempts,omitempty"`
 	ConsecutiveFailures       uint32 `protobuf:"varint,17,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
 	LockedUntilUnixNano       int64  `protobuf:"varint,18,opt,name=locked_until_unix_nano,json=lockedUntilUnixNano,proto3" json:"locked_until_unix_nano,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// phone_codes_sent counts the phone codes issued while pending, and
+	// phone_code_issued_unix_nano is when the latest was (both bound SMS
+	// resends).
+	PhoneCodesSent          uint32 `protobuf:"varint,19,opt,name=phone_codes_sent,json=phoneCodesSent,proto3" json:"phone_codes_sent,omitempty"`
+	PhoneCodeIssuedUnixNano int64  `protobuf:"varint,20,opt,name=phone_code_issued_unix_nano,json=phoneCodeIssuedUnixNano,proto3" json:"phone_code_issued_unix_nano,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *UserSnapshot) Reset() {
@@ -2613,6 +2618,20 @@ func (x *UserSnapshot) GetConsecutiveFailures() uint32 {
 func (x *UserSnapshot) GetLockedUntilUnixNano() int64 {
 	if x != nil {
 		return x.LockedUntilUnixNano
+	}
+	return 0
+}
+
+func (x *UserSnapshot) GetPhoneCodesSent() uint32 {
+	if x != nil {
+		return x.PhoneCodesSent
+	}
+	return 0
+}
+
+func (x *UserSnapshot) GetPhoneCodeIssuedUnixNano() int64 {
+	if x != nil {
+		return x.PhoneCodeIssuedUnixNano
 	}
 	return 0
 }
@@ -3093,7 +3112,7 @@ const file_user_proto_rawDesc = "" +
 	"\n" +
 	"UserErased\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.ward.protocol.EventMetaR\x04meta\x12\x0e\n" +
-	"\x02by\x18\x02 \x01(\tR\x02by\"\x89\x06\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\"\xf1\x06\n" +
 	"\fUserSnapshot\x12.\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x18.ward.protocol.UserStateR\x05state\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12*\n" +
@@ -3114,7 +3133,9 @@ const file_user_proto_rawDesc = "" +
 	"\x1cphone_code_expires_unix_nano\x18\x0f \x01(\x03R\x18phoneCodeExpiresUnixNano\x12.\n" +
 	"\x13phone_code_attempts\x18\x10 \x01(\rR\x11phoneCodeAttempts\x121\n" +
 	"\x14consecutive_failures\x18\x11 \x01(\rR\x13consecutiveFailures\x123\n" +
-	"\x16locked_until_unix_nano\x18\x12 \x01(\x03R\x13lockedUntilUnixNano\"'\n" +
+	"\x16locked_until_unix_nano\x18\x12 \x01(\x03R\x13lockedUntilUnixNano\x12(\n" +
+	"\x10phone_codes_sent\x18\x13 \x01(\rR\x0ephoneCodesSent\x12<\n" +
+	"\x1bphone_code_issued_unix_nano\x18\x14 \x01(\x03R\x17phoneCodeIssuedUnixNano\"'\n" +
 	"\fEmailReserve\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"'\n" +
 	"\fEmailRelease\x12\x17\n" +

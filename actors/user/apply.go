@@ -50,6 +50,8 @@ func (a *Actor) Apply(event protocol.Message) error {
 		s.PhoneCodeHash = ev.GetCodeHash()
 		s.PhoneCodeExpiresUnixNano = ev.GetExpiresUnixNano()
 		s.PhoneCodeAttempts = 0
+		s.PhoneCodesSent++
+		s.PhoneCodeIssuedUnixNano = ev.GetMeta().GetTimeUnixNano()
 	case *protocol.PhoneCodeRejected:
 		s.PhoneCodeAttempts = ev.GetAttempts()
 		if ev.GetBurnt() {

@@ -44,6 +44,12 @@ const (
 	EmailTokenTTL    = 24 * time.Hour
 	PhoneCodeTTL     = 10 * time.Minute
 	MaxPhoneAttempts = 5
+	// Each phone code is an SMS someone pays for, and a way to pester the
+	// number's owner: a new code waits PhoneResendInterval after the last
+	// one unless that one is spent (burnt or expired), and a registration
+	// gets at most MaxPhoneCodes.
+	PhoneResendInterval = time.Minute
+	MaxPhoneCodes       = 5
 	// LockAfter consecutive failures lock the account for FirstLock.
 	LockAfter = 5
 	FirstLock = time.Minute
@@ -137,6 +143,10 @@ func (a *Actor) require(states ...protocol.UserState) error {
 		return actors.Errorf(protocol.ErrorCode_ERROR_CODE_NOT_FOUND, "user %s is not registered", a.id)
 	}
 	return actors.Errorf(protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "user %s is %s", a.id, stateName(st))
+}
+
+func exhausted(format string, args ...any) error {
+	return actors.Errorf(protocol.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED, format, args...)
 }
 
 func precondition(format string, args ...any) error {
@@ -334,6 +344,15 @@ func (a *Actor) startPhone(ctx actors.Context) error {
 	}
 	if a.state.GetPhoneVerified() {
 		return precondition("user %s: phone is already verified", a.id)
+	}
+	if n := a.state.GetPhoneCodesSent(); n >= MaxPhoneCodes {
+		return exhausted("user %s: %d phone codes sent, the limit; no more are sent for this registration", a.id, n)
+	}
+	now := ctx.Now().UnixNano()
+	live := len(a.state.GetPhoneCodeHash()) > 0 && now < a.state.GetPhoneCodeExpiresUnixNano()
+	if next := a.state.GetPhoneCodeIssuedUnixNano() + int64(PhoneResendInterval); live && now < next {
+		return exhausted("user %s: a phone code was sent %s ago; the next may be sent in %s", a.id,
+			time.Duration(now-a.state.GetPhoneCodeIssuedUnixNano()).Round(time.Second), time.Duration(next-now).Round(time.Second))
 	}
 	code, err := newCode(ctx.Entropy())
 	if err != nil {

@@ -380,6 +380,14 @@ func (s *server) resendCode(w http.ResponseWriter, r *http.Request) {
 	}
 	secret, _ := cookieBinding(r)()
 	if err := s.sendPhoneCode(r.Context(), uid); err != nil {
+		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED {
+			// The account's rule (actors/user): a minute between codes
+			// while one is live, five per registration.
+			w.Header().Set("Retry-After", strconv.Itoa(int(user.PhoneResendInterval.Seconds())))
+			s.phonePage(w, r, http.StatusTooManyRequests, uid, secret, &verifyPhonePage{page: page{
+				Error: "No new code was sent: please use the last one, wait a minute before asking again, or contact support if codes never arrive."}})
+			return
+		}
 		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION {
 			if st, serr := s.status(r.Context(), uid); serr == nil && st.GetPhoneVerified() {
 				s.verified(w, st, "Your phone is already confirmed.")

@@ -492,6 +492,19 @@ func TestPhoneCodeResendAndBurn(t *testing.T) {
 	if n := outboxCount(t, e, strings.ReplaceAll(p.phone, " ", "")); n != 2 {
 		t.Fatalf("%d SMS after a resend, want 2", n)
 	}
+	// The new code is live: asking again at once sends nothing (429, the
+	// account's resend rule) and says so.
+	again := regexp.MustCompile(`id="resend">\s*<input type="hidden" name="csrf" value="([^"]+)"`).FindStringSubmatch(res.body)
+	if again == nil {
+		t.Fatalf("no resend form after a resend:\n%s", res.body)
+	}
+	res = b.post("/verify-phone/resend", url.Values{"csrf": {html.UnescapeString(again[1])}, "u": {uid}})
+	if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") == "" || !res.has("No new code was sent") {
+		t.Fatalf("resend while a code is live: %d Retry-After %q\n%s", res.status, res.header.Get("Retry-After"), res.body)
+	}
+	if n := outboxCount(t, e, strings.ReplaceAll(p.phone, " ", "")); n != 2 {
+		t.Fatalf("%d SMS after a refused resend, want 2", n)
+	}
 	code := b.mailbox(p.phone, codeRE2)
 	res = b.post("/verify-phone", url.Values{"csrf": {form.csrf(t)}, "u": {uid}, "code": {code}})
 	if res.status != 200 || !res.has("Phone number is confirmed") && !res.has("phone number is confirmed") {

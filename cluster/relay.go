@@ -39,6 +39,7 @@ const (
 	relayBatch        = 500 // feed entries read per round, and per hand-over
 	relayTrimTimeout  = 5 * time.Second
 	relayRoundTimeout = 10 * time.Second
+	relayMinInterval  = 50 * time.Millisecond
 )
 
 type eventRelay struct {
@@ -89,13 +90,25 @@ func (r *eventRelay) run() {
 	defer close(r.done)
 	t := time.NewTimer(r.h.cfg.RelayPoll)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-t.C:
 		case <-r.wake:
+			// Under load every commit wakes the relay; rounds at most every
+			// relayMinInterval let one hand-over and one trim per partition
+			// carry many events instead of one each.
+			if d := relayMinInterval - time.Since(last); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-r.quit:
+					return
+				}
+			}
 		case <-r.quit:
 			return
 		}
+		last = time.Now()
 		more := r.round()
 		wait := r.h.cfg.RelayPoll
 		if more {

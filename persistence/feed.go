@@ -46,22 +46,7 @@ func feedHeadKey(ns uint32) []byte { return familyPrefix(ns, famFeedHead) }
 
 // readFeedHead returns the namespace's last feed position, 0 if none.
 func readFeedHead(g getter, ns uint32) (uint64, error) {
-	v, closer, err := g.Get(feedHeadKey(ns))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("persistence: namespace %d: read feed head: %w", ns, pebbleErr(err))
-	}
-	defer func() { _ = closer.Close() }()
-	p, err := unframe(v, fmt.Sprintf("feed head of namespace %d", ns))
-	if err != nil {
-		return 0, err
-	}
-	if len(p) != 8 {
-		return 0, fmt.Errorf("persistence: namespace %d: feed head is %d bytes, want 8: %w", ns, len(p), ErrCorrupt)
-	}
-	return binary.BigEndian.Uint64(p), nil
+	return readUint64(g, feedHeadKey(ns), fmt.Sprintf("feed head of namespace %d", ns))
 }
 
 // feedHead returns the namespace's feed head as of the batch being built.
@@ -95,7 +80,7 @@ func (s *Store) applyFeed(sp *journalSpace, bb *batchBuilder, b *pebble.Batch, w
 			return fmt.Errorf("persistence: commit %s: batch feed entry: %w", w.key, err)
 		}
 	}
-	if err := b.Set(feedHeadKey(sp.ns), frame(binary.BigEndian.AppendUint64(nil, head)), nil); err != nil {
+	if err := b.Set(feedHeadKey(sp.ns), uint64Value(head), nil); err != nil {
 		return fmt.Errorf("persistence: commit %s: batch feed head: %w", w.key, err)
 	}
 	bb.feedHead, bb.feedDirty = head, true

@@ -154,25 +154,32 @@ type getter interface {
 }
 
 func readApplied(g getter, ns uint32) (uint64, error) {
-	v, closer, err := g.Get(appliedKey(ns))
+	return readUint64(g, appliedKey(ns), fmt.Sprintf("applied index of namespace %d", ns))
+}
+
+// readUint64 reads a framed 8-byte counter (an applied index, a feed head);
+// a missing key reads as 0.
+func readUint64(g getter, key []byte, what string) (uint64, error) {
+	v, closer, err := g.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("persistence: namespace %d: read applied index: %w", ns, pebbleErr(err))
+		return 0, fmt.Errorf("persistence: read %s: %w", what, pebbleErr(err))
 	}
 	defer func() { _ = closer.Close() }()
-	p, err := unframe(v, fmt.Sprintf("applied index of namespace %d", ns))
+	p, err := unframe(v, what)
 	if err != nil {
 		return 0, err
 	}
 	if len(p) != 8 {
-		return 0, fmt.Errorf("persistence: namespace %d: applied index is %d bytes, want 8: %w", ns, len(p), ErrCorrupt)
+		return 0, fmt.Errorf("persistence: %s is %d bytes, want 8: %w", what, len(p), ErrCorrupt)
 	}
 	return binary.BigEndian.Uint64(p), nil
 }
 
-func appliedValue(index uint64) []byte {
+// uint64Value frames a counter as readUint64 reads it.
+func uint64Value(index uint64) []byte {
 	return frame(binary.BigEndian.AppendUint64(nil, index))
 }
 
@@ -601,7 +608,7 @@ func (s *Store) applyReplicated(rs *replicaSpace, index uint64, writes []*protoc
 	if err := trimFeed(batch, ns, trim); err != nil {
 		return ApplyResult{}, fmt.Errorf("persistence: namespace %d: apply entry %d: batch feed trim: %w", ns, index, err)
 	}
-	if err := batch.Set(appliedKey(ns), appliedValue(index), nil); err != nil {
+	if err := batch.Set(appliedKey(ns), uint64Value(index), nil); err != nil {
 		return ApplyResult{}, fmt.Errorf("persistence: namespace %d: apply entry %d: batch applied index: %w", ns, index, err)
 	}
 	if err := batch.Commit(pebble.NoSync); err != nil {

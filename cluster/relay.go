@@ -148,12 +148,18 @@ func (r *eventRelay) round() bool {
 	return more
 }
 
+// handOver appends entries of one source feed to the tenant's event log.
+func (r *eventRelay) handOver(ctx context.Context, source, tenant string, entries []*protocol.FeedEntry) error {
+	_, err := r.h.Request(ctx, r.h.cfg.EventLogKind, tenant, &protocol.EventLogAppend{Source: source, Entries: entries})
+	return err
+}
+
 // oneByOne hands entries over singly, dropping each the log refuses as
 // malformed; it returns how many it dropped and the first other error.
 func (r *eventRelay) oneByOne(ctx context.Context, source, tenant string, list []*protocol.FeedEntry) (int, error) {
 	bad := 0
 	for _, e := range list {
-		_, err := r.h.Request(ctx, r.h.cfg.EventLogKind, tenant, &protocol.EventLogAppend{Source: source, Entries: []*protocol.FeedEntry{e}})
+		err := r.handOver(ctx, source, tenant, []*protocol.FeedEntry{e})
 		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
 			bad++
 			r.h.log.Error("dropping a domain event the event log refuses", "source", source, "tenant", tenant,
@@ -206,7 +212,7 @@ func (r *eventRelay) relayFeed(source string, fj feedJournal) bool {
 	relayed := 0 // net of entries dropped one by one
 	for _, t := range order {
 		list := byTenant[t]
-		_, err := r.h.Request(ctx, r.h.cfg.EventLogKind, t, &protocol.EventLogAppend{Source: source, Entries: list})
+		err := r.handOver(ctx, source, t, list)
 		if actors.CodeOf(err) == protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
 			// The log refuses a batch whole; a malformed entry must not
 			// hold back its tenant's feed forever. One at a time, the

@@ -135,17 +135,13 @@ func (s *Store) Feed(after uint64, limit int) ([]FeedEntry, error) {
 // Feed returns up to limit of the namespace's feed entries after position
 // after, in position order.
 func (v *View) Feed(after uint64, limit int) ([]FeedEntry, error) {
-	if limit <= 0 {
+	if limit <= 0 || after == ^uint64(0) {
 		return nil, nil
 	}
 	var out []FeedEntry
 	err := v.s.reader(func() error {
 		prefix := familyPrefix(v.ns, famFeed)
-		lower := feedKey(v.ns, after+1)
-		if after == ^uint64(0) {
-			return nil
-		}
-		it, err := v.s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
+		it, err := v.s.db.NewIter(&pebble.IterOptions{LowerBound: feedKey(v.ns, after+1), UpperBound: prefixEnd(prefix)})
 		if err != nil {
 			return fmt.Errorf("persistence: namespace %d: read feed: %w", v.ns, err)
 		}

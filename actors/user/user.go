@@ -179,17 +179,12 @@ func (a *Actor) emit(ctx actors.Context, typ, reason string) error {
 // typed as the journal event's meta says.
 func (a *Actor) emitAll(ctx actors.Context, events []protocol.Message) error {
 	for _, ev := range events {
-		var typ string
-		switch e := ev.(type) {
-		case *protocol.EmailVerified:
-			typ = e.GetMeta().GetType()
-		case *protocol.PhoneVerified:
-			typ = e.GetMeta().GetType()
-		case *protocol.UserActivated:
-			typ = e.GetMeta().GetType()
+		switch ev.(type) {
+		case *protocol.EmailVerified, *protocol.PhoneVerified, *protocol.UserActivated:
 		default:
 			continue
 		}
+		typ := ev.(interface{ GetMeta() *protocol.EventMeta }).GetMeta().GetType()
 		if err := a.emit(ctx, typ, ""); err != nil {
 			return err
 		}

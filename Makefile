@@ -2,11 +2,15 @@
 GO        ?= go
 RACE_PKGS := ./actors/... ./persistence/... ./cluster/...
 SEED      ?= 1
+# Build tags of the faster crypto backends (cgo: libcrypto for RS256,
+# libsodium for argon2id); their tests run in `make test`, and
+# `make run FAST=1` / `go build -tags ...` uses them.
+FAST_TAGS := openssl sodium
 
 .PHONY: run test vet race unit bench sim proto lint fmt
 
 run:
-	$(GO) run ./cmd/ward dev
+	$(GO) run $(if $(FAST),-tags '$(FAST_TAGS)') ./cmd/ward dev
 
 test: vet race unit
 
@@ -22,6 +26,7 @@ race:
 
 unit:
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /actors -e /persistence -e /cluster)
+	$(GO) test -count=1 -timeout 5m -tags '$(FAST_TAGS)' ./edge/jose/ ./edge/password/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./persistence/... ./cluster/... ./bench/...

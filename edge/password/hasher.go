@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/argon2"
 )
 
 // ErrBusy is matched (errors.Is) by the *BusyError a Hasher returns when it
@@ -117,10 +116,6 @@ func New(c Config) (*Hasher, error) {
 	}
 	h.m = m
 	return h, nil
-}
-
-func idKey(password, salt []byte, p Params) []byte {
-	return argon2.IDKey(password, salt, p.Time, p.Memory, p.Threads, p.KeyLen)
 }
 
 // Params returns the parameters new hashes are made with.

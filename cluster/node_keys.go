@@ -155,10 +155,7 @@ func (n *Node) keysLoop() {
 			due = time.Time{}
 		}
 		if !n.meta.IsLeader() {
-			leading = false
-			continue
-		}
-		if leading && time.Now().Before(due) {
+			leading, due = false, time.Time{}
 			continue
 		}
 		if !leading {
@@ -169,6 +166,16 @@ func (n *Node) keysLoop() {
 				continue
 			}
 			leading = true
+		}
+		// Cheap when the token exists (a local read), so every tick.
+		ctx, cancel := n.stopContext(5 * time.Second)
+		err := n.ensureAdminToken(ctx)
+		cancel()
+		if err != nil {
+			n.log.Error("creating the operator token", "err", err)
+		}
+		if time.Now().Before(due) {
+			continue
 		}
 		next, err := n.planKeys()
 		switch {
@@ -245,7 +252,7 @@ func (n *Node) RotateKeys(ctx context.Context, force bool) (*protocol.KeySet, er
 		}
 		var ans KeyList
 		// Not peerTimeout: the leader generates an RSA key first.
-		if _, err := AdminCallJSON(ctx, http.MethodPost, "http://"+leader.GetHttpAddr(), KeysRotatePath, RotateRequest{Force: force}, &ans); err != nil {
+		if _, err := AdminCallJSON(ctx, http.MethodPost, "http://"+leader.GetHttpAddr(), KeysRotatePath, n.peerToken(), RotateRequest{Force: force}, &ans); err != nil {
 			return nil, err
 		}
 		return n.waitKeySet(ctx, ans.Version)

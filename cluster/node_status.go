@@ -159,7 +159,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		go func(name, addr string) {
 			defer wg.Done()
 			var ls LocalStatus
-			err := adminCall(ctx, http.MethodGet, addr, LocalStatusPath, &ls)
+			err := n.adminCall(ctx, http.MethodGet, addr, LocalStatusPath, &ls)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -248,7 +248,7 @@ func (n *Node) setMemberState(ctx context.Context, name string, state protocol.M
 		if leader == nil || leader.GetHttpAddr() == "" {
 			return fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
 		}
-		return adminCall(ctx, http.MethodPost, leader.GetHttpAddr(), path+"?name="+url.QueryEscape(name), nil)
+		return n.adminCall(ctx, http.MethodPost, leader.GetHttpAddr(), path+"?name="+url.QueryEscape(name), nil)
 	}
 	return n.meta.Apply(ctx, &protocol.MetaCommand{Command: &protocol.MetaCommand_SetState{SetState: &protocol.MetaSetState{Name: name, State: state}}})
 }
@@ -269,15 +269,16 @@ func (e *AdminError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status
 const maxAdminAnswer = 8 << 20
 
 // AdminCall calls the admin endpoint path of the node at base (an
-// http:// or https:// URL) and decodes a 2xx JSON answer into into (when
-// not nil); it also returns the raw body. The caller's context bounds it.
-// `ward cluster` uses it, and nodes use it with each other.
-func AdminCall(ctx context.Context, method, base, path string, into any) ([]byte, error) {
-	return AdminCallJSON(ctx, method, base, path, nil, into)
+// http:// or https:// URL) with the operator token (when not empty) and
+// decodes a 2xx JSON answer into into (when not nil); it also returns the
+// raw body. The caller's context bounds it. `ward cluster` uses it, and
+// nodes use it with each other.
+func AdminCall(ctx context.Context, method, base, path, token string, into any) ([]byte, error) {
+	return AdminCallJSON(ctx, method, base, path, token, nil, into)
 }
 
 // AdminCallJSON is AdminCall with body (when not nil) sent as JSON.
-func AdminCallJSON(ctx context.Context, method, base, path string, body, into any) ([]byte, error) {
+func AdminCallJSON(ctx context.Context, method, base, path, token string, body, into any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -292,6 +293,9 @@ func AdminCallJSON(ctx context.Context, method, base, path string, body, into an
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -324,9 +328,9 @@ func AdminCallJSON(ctx context.Context, method, base, path string, body, into an
 // peerTimeout bounds one node-to-node admin call.
 const peerTimeout = 3 * time.Second
 
-func adminCall(ctx context.Context, method, addr, path string, into any) error {
+func (n *Node) adminCall(ctx context.Context, method, addr, path string, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	_, err := AdminCall(ctx, method, "http://"+addr, path, into)
+	_, err := AdminCall(ctx, method, "http://"+addr, path, n.peerToken(), into)
 	return err
 }

@@ -216,8 +216,7 @@ func TestClusterDeadNodeReplicasRecreated(t *testing.T) {
 
 // wardCLI runs the ward binary and returns its combined output.
 func (c *tcluster) wardCLI(args ...string) (string, error) {
-	cmd := exec.Command(c.bin, args...)
-	out, err := cmd.CombinedOutput()
+	out, err := c.cli(args...).CombinedOutput()
 	return string(out), err
 }
 

@@ -207,6 +207,7 @@ func (c *tcluster) doWith(client *http.Client, via, method, path string, body ..
 	if err != nil {
 		return 0, nil, err
 	}
+	c.authorize(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err

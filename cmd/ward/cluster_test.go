@@ -45,6 +45,7 @@ type tcluster struct {
 	nodes  map[string]*tnode
 	seeds  []string
 	client *http.Client
+	token  string // the cluster's operator token, once read
 }
 
 func newTestCluster(t *testing.T) *tcluster {
@@ -162,9 +163,58 @@ func (c *tcluster) stop(name string) {
 	}
 }
 
+// adminToken returns the cluster's operator token from the first node
+// data directory that has it (every node writes <data>/admin-token once
+// its meta replica holds the token).
+func (c *tcluster) adminToken() string {
+	c.t.Helper()
+	c.mu.Lock()
+	tok := c.token
+	c.mu.Unlock()
+	if tok != "" {
+		return tok
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		for _, name := range c.names() {
+			b, err := os.ReadFile(filepath.Join(c.node(name).dir, adminTokenFile))
+			if err == nil && len(bytes.TrimSpace(b)) > 0 {
+				c.mu.Lock()
+				c.token = string(bytes.TrimSpace(b))
+				c.mu.Unlock()
+				return c.token
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no node wrote %s within 60s", adminTokenFile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cli is the ward binary with args, given the operator token through the
+// environment.
+func (c *tcluster) cli(args ...string) *exec.Cmd {
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), adminTokenEnv+"="+c.adminToken())
+	return cmd
+}
+
+// authorize adds the operator token to requests for admin endpoints.
+func (c *tcluster) authorize(req *http.Request) {
+	if strings.HasPrefix(req.URL.Path, "/cluster/") {
+		req.Header.Set("Authorization", "Bearer "+c.adminToken())
+	}
+}
+
 func (c *tcluster) status(via string) (*cluster.Status, error) {
 	var st cluster.Status
-	resp, err := c.client.Get("http://" + c.node(via).http + cluster.StatusPath)
+	req, err := http.NewRequest(http.MethodGet, "http://"+c.node(via).http+cluster.StatusPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.authorize(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +290,7 @@ func (c *tcluster) do(via, method, path string, body any) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	c.authorize(req)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -373,7 +424,7 @@ func TestClusterFormGrowDrainRestart(t *testing.T) {
 	write(1)
 
 	// Drain n2 with the CLI.
-	out, err := exec.Command(c.bin, "cluster", "drain", "n2", "--server", "http://"+c.node("n5").http).CombinedOutput()
+	out, err := c.cli("cluster", "drain", "n2", "--server", "http://"+c.node("n5").http).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ward cluster drain: %v\n%s", err, out)
 	}
@@ -398,7 +449,7 @@ func TestClusterFormGrowDrainRestart(t *testing.T) {
 	check("after drain", []string{"n1", "n3", "n4", "n5"})
 
 	// The CLI's JSON has the documented fields.
-	out, err = exec.Command(c.bin, "cluster", "status", "--json", "--server", c.node("n1").http).Output()
+	out, err = c.cli("cluster", "status", "--json", "--server", c.node("n1").http).Output()
 	if err != nil {
 		t.Fatalf("ward cluster status --json: %v", err)
 	}

@@ -98,6 +98,7 @@ type node struct {
 	http     *http.Server
 	listener net.Listener
 	httpDone chan error
+	closing  chan struct{} // closed when close starts
 }
 
 // hugePageMode reports the kernel's transparent huge page mode ("always",
@@ -142,7 +143,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 	// (README "Faster builds"), so the operator sees it at start.
 	log.Info("crypto backends", "argon2id", password.Backend, "rs256", jose.Backend,
 		"transparent_hugepage", hugePageMode())
-	n := &node{cfg: cfg, store: store, hasher: hasher, oidc: &lazyHandler{}, httpDone: make(chan error, 1)}
+	n := &node{cfg: cfg, store: store, hasher: hasher, oidc: &lazyHandler{}, httpDone: make(chan error, 1), closing: make(chan struct{})}
 	// The HTTP listener comes first: its address is advertised to the
 	// other members.
 	if cfg.HTTPAddr != "" {
@@ -200,6 +201,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 		return nil, fmt.Errorf("start cluster node: %w", err)
 	}
 	n.part, n.host = part, part.Host
+	go n.writeAdminToken(filepath.Join(cfg.DataDir, adminTokenFile), log)
 	if n.listener != nil {
 		checks := map[string]ops.Check{
 			"storage": func() error { return nil }, // Open succeeded and Close has not run
@@ -257,10 +259,51 @@ func startNode(cfg nodeConfig) (*node, error) {
 	return n, nil
 }
 
+// adminTokenFile is the file in a node's data directory that holds the
+// cluster's operator token for the CLI (ward cluster, ward keys
+// --token-file).
+const adminTokenFile = "admin-token"
+
+// writeAdminToken writes the cluster's operator token to path (mode 0600)
+// once this node's replica of the meta key state holds it: the meta leader
+// creates it when the cluster forms, so it can take a moment.
+func (n *node) writeAdminToken(path string, log *slog.Logger) {
+	for {
+		if tok, err := n.part.AdminToken(); err == nil {
+			if cur, err := os.ReadFile(path); err == nil && string(cur) == tok+"\n" {
+				return
+			}
+			tmp := path + ".tmp"
+			err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600)
+			if err == nil {
+				err = os.Rename(tmp, path)
+			}
+			if err != nil {
+				log.Error("writing the operator token file", "path", path, "err", err)
+			} else {
+				log.Info("operator token written", "path", path)
+			}
+			return
+		}
+		select {
+		case <-n.closing:
+			return
+		case <-n.part.Fatal():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // close shuts down in dependency order: stop taking requests, let in-flight
 // actor steps finish and their commits flush, then close storage.
 func (n *node) close(ctx context.Context) error {
 	var errs []error
+	select {
+	case <-n.closing: // closed before (close is called from one goroutine)
+	default:
+		close(n.closing)
+	}
 	n.web.stop()
 	if n.http != nil {
 		if err := n.http.Shutdown(ctx); err != nil {
@@ -348,8 +391,8 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			}
 			log.Info("demo data", "file", filepath.Join(cfg.DataDir, "demo.json"), "tenant", demo.Tenant, "users", len(demo.Users), "clients", len(demo.Clients))
 			log.Info("ward dev is up", "data", cfg.DataDir, "healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
-			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: %s/cluster/status\n  jwks:    %s%s\n  oidc:    %s/.well-known/openid-configuration\n  demo:    %s (users, passwords, clients)\n  data:    %s\n",
-				base, base, base, base, base, jwks.Path, issuer, filepath.Join(cfg.DataDir, "demo.json"), cfg.DataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: ward cluster status --server %s --token-file %s\n  jwks:    %s%s\n  oidc:    %s/.well-known/openid-configuration\n  demo:    %s (users, passwords, clients)\n  data:    %s\n",
+				base, base, base, base, filepath.Join(cfg.DataDir, adminTokenFile), base, jwks.Path, issuer, filepath.Join(cfg.DataDir, "demo.json"), cfg.DataDir)
 			fmt.Fprintf(cmd.OutOrStdout(), "  register: %s/register\n  account: %s/account\n  mailbox: %s/dev/mailbox\n", base, base, base)
 			return n.serve(ctx, log)
 		},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,6 +98,37 @@ func TestDevServesOpsEndpointsAndShutsDownCleanly(t *testing.T) {
 		if !strings.Contains(body, name) {
 			t.Errorf("metrics lack %s", name)
 		}
+	}
+
+	// The operator token: written 0600 to the data directory, accepted
+	// by the CLI from the file, and required on /cluster/.
+	tokenPath := filepath.Join(data, adminTokenFile)
+	var fi os.FileInfo
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if fi, err = os.Stat(tokenPath); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s: %v", tokenPath, err)
+		}
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", tokenPath, fi.Mode().Perm())
+	}
+	if code, body := get("/cluster/status"); code != http.StatusUnauthorized || !strings.Contains(body, "operator token") {
+		t.Fatalf("/cluster/status without the token: %d %s", code, body)
+	}
+	noEnv := slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, adminTokenEnv+"=") })
+	st := exec.Command(bin, "cluster", "status", "--server", addr, "--token-file", tokenPath)
+	st.Env = noEnv
+	if out, err := st.CombinedOutput(); err != nil || !strings.Contains(string(out), "PARTITION") {
+		t.Fatalf("ward cluster status --token-file: %v\n%s", err, out)
+	}
+	st = exec.Command(bin, "cluster", "status", "--server", addr)
+	st.Env = noEnv
+	if out, err := st.CombinedOutput(); err == nil || !strings.Contains(string(out), "--token-file") {
+		t.Fatalf("ward cluster status without a token: %v\n%s", err, out)
 	}
 
 	// A second node on the same data directory refuses, saying why.

@@ -45,12 +45,12 @@ func jwksMaxAge(tokenLifetime time.Duration) time.Duration {
 }
 
 func newKeysCmd() *cobra.Command {
-	var server string
+	var op operatorFlags
 	root := &cobra.Command{
 		Use:   "keys",
 		Short: "The cluster's token signing keys: list, rotate",
 	}
-	root.PersistentFlags().StringVar(&server, "server", "http://127.0.0.1:8080", "HTTP address of any node")
+	op.add(root)
 
 	var listJSON bool
 	list := &cobra.Command{
@@ -59,7 +59,7 @@ func newKeysCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var kl cluster.KeyList
-			body, err := adminRequest(cmd.Context(), http.MethodGet, server, cluster.KeysPath, nil, &kl)
+			body, err := op.request(cmd.Context(), http.MethodGet, cluster.KeysPath, nil, &kl)
 			if err != nil {
 				return err
 			}
@@ -86,7 +86,7 @@ leave JWKS at once, so tokens they signed stop verifying.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var kl cluster.KeyList
-			body, err := adminRequest(cmd.Context(), http.MethodPost, server, cluster.KeysRotatePath, cluster.RotateRequest{Force: force}, &kl)
+			body, err := op.request(cmd.Context(), http.MethodPost, cluster.KeysRotatePath, cluster.RotateRequest{Force: force}, &kl)
 			if err != nil {
 				return err
 			}

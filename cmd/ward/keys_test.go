@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,7 +41,7 @@ func (c *tcluster) jwksKids(via string) ([]string, error) {
 
 func (c *tcluster) keysList(via string) cluster.KeyList {
 	c.t.Helper()
-	out, err := exec.Command(c.bin, "keys", "list", "--json", "--server", "http://"+c.node(via).http).Output()
+	out, err := c.cli("keys", "list", "--json", "--server", "http://"+c.node(via).http).Output()
 	if err != nil {
 		c.t.Fatalf("ward keys list --json via %s: %v", via, err)
 	}
@@ -87,7 +89,7 @@ func TestClusterKeys(t *testing.T) {
 			break
 		}
 	}
-	out, err := exec.Command(c.bin, "keys", "rotate", "--server", "http://"+c.node(via).http).CombinedOutput()
+	out, err := c.cli("keys", "rotate", "--server", "http://"+c.node(via).http).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ward keys rotate via %s: %v\n%s", via, err, out)
 	}
@@ -126,7 +128,7 @@ func TestClusterKeys(t *testing.T) {
 		}
 	}
 
-	out, err = exec.Command(c.bin, "keys", "list", "--server", c.node("n3").http).CombinedOutput()
+	out, err = exec.Command(c.bin, "keys", "list", "--server", c.node("n3").http, "--token-file", filepath.Join(c.node("n3").dir, adminTokenFile)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ward keys list: %v\n%s", err, out)
 	}
@@ -136,9 +138,21 @@ func TestClusterKeys(t *testing.T) {
 		}
 	}
 
+	// Without the operator token: refused, with the way to pass it, a
+	// non-zero exit, and nothing rotated.
+	cmd := exec.Command(c.bin, "keys", "rotate", "--force", "--server", "http://"+c.node("n1").http)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, adminTokenEnv+"=") })
+	out, err = cmd.CombinedOutput()
+	if err == nil || cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(out), "--token-file") {
+		t.Fatalf("rotate without the operator token: err %v\n%s", err, out)
+	}
+	if v := c.keysList("n1").Version; v != after.Version {
+		t.Fatalf("refused rotation changed the key set: version %d, was %d", v, after.Version)
+	}
+
 	// A server nobody listens on: a clear error and a non-zero exit.
 	dead := freePortOn(t, "127.0.0.1")
-	cmd := exec.Command(c.bin, "keys", "rotate", "--server", "http://"+dead)
+	cmd = c.cli("keys", "rotate", "--server", "http://"+dead)
 	out, err = cmd.CombinedOutput()
 	if err == nil || cmd.ProcessState.ExitCode() == 0 {
 		t.Fatalf("rotate via a dead --server exited 0:\n%s", out)
@@ -149,6 +163,7 @@ func TestClusterKeys(t *testing.T) {
 
 	// A malformed body: 400 problem+json, nothing rotated.
 	req, _ := http.NewRequest(http.MethodPost, "http://"+c.node("n2").http+cluster.KeysRotatePath, strings.NewReader(`{"force":tru`))
+	c.authorize(req)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		t.Fatal(err)

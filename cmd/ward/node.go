@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -90,7 +92,8 @@ a node started with another value is refused.`,
 			}
 			log.Info("ward node is up", "name", cfg.Name, "http", n.listener.Addr().String(),
 				"raft", n.part.RaftAddr(), "gossip", n.part.GossipAddr())
-			fmt.Fprintf(cmd.OutOrStdout(), "Ward node %s up: http://%s (cluster status: /cluster/status)\n", cfg.Name, n.listener.Addr())
+			fmt.Fprintf(cmd.OutOrStdout(), "Ward node %s up: http://%s (ward cluster status --server http://%s --token-file %s)\n",
+				cfg.Name, n.listener.Addr(), n.listener.Addr(), filepath.Join(cfg.DataDir, adminTokenFile))
 			return n.serve(ctx, log)
 		},
 	}
@@ -118,12 +121,12 @@ a node started with another value is refused.`,
 }
 
 func newClusterCmd() *cobra.Command {
-	var server string
+	var op operatorFlags
 	root := &cobra.Command{
 		Use:   "cluster",
 		Short: "Operate a running cluster: status, drain, remove",
 	}
-	root.PersistentFlags().StringVar(&server, "server", "http://127.0.0.1:8080", "HTTP address of any node")
+	op.add(root)
 
 	var asJSON bool
 	status := &cobra.Command{
@@ -132,7 +135,7 @@ func newClusterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st cluster.Status
-			body, err := adminRequest(cmd.Context(), http.MethodGet, server, cluster.StatusPath, nil, &st)
+			body, err := op.request(cmd.Context(), http.MethodGet, cluster.StatusPath, nil, &st)
 			if err != nil {
 				return err
 			}
@@ -152,7 +155,7 @@ func newClusterCmd() *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				_, err := adminRequest(cmd.Context(), http.MethodPost, server, path+"?name="+url.QueryEscape(args[0]), nil, nil)
+				_, err := op.request(cmd.Context(), http.MethodPost, path+"?name="+url.QueryEscape(args[0]), nil, nil)
 				if err != nil {
 					return err
 				}
@@ -167,22 +170,57 @@ func newClusterCmd() *cobra.Command {
 	return root
 }
 
-// adminRequest calls a node's admin endpoint, with body (when not nil) as
-// JSON; a problem-details answer becomes an error with its title and
+// operatorFlags are the flags of the commands that call a node's admin
+// endpoints (ward cluster, ward keys): which node, and the operator token.
+type operatorFlags struct {
+	server    string
+	tokenFile string
+}
+
+// adminTokenEnv names the environment variable that may carry the
+// operator token instead of --token-file.
+const adminTokenEnv = "WARD_ADMIN_TOKEN"
+
+func (o *operatorFlags) add(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&o.server, "server", "http://127.0.0.1:8080", "HTTP address of any node")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the cluster's operator token (every node writes it to <data>/admin-token); default: $"+adminTokenEnv)
+}
+
+// token reads the operator token from --token-file or the environment.
+func (o *operatorFlags) token() (string, error) {
+	if o.tokenFile == "" {
+		return strings.TrimSpace(os.Getenv(adminTokenEnv)), nil
+	}
+	b, err := os.ReadFile(o.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// request calls the node's admin endpoint path with body (when not nil)
+// as JSON; a problem-details answer becomes an error with its title and
 // detail.
-func adminRequest(ctx context.Context, method, server, path string, body, into any) ([]byte, error) {
-	server = strings.TrimRight(server, "/")
+func (o *operatorFlags) request(ctx context.Context, method, path string, body, into any) ([]byte, error) {
+	server := strings.TrimRight(o.server, "/")
 	if !strings.HasPrefix(server, "http://") && !strings.HasPrefix(server, "https://") {
 		server = "http://" + server
 	}
 	if _, err := url.Parse(server); err != nil {
 		return nil, fmt.Errorf("--server %q: %w", server, err)
 	}
+	token, err := o.token()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	answer, err := cluster.AdminCallJSON(ctx, method, server, path, body, into)
+	answer, err := cluster.AdminCallJSON(ctx, method, server, path, token, body, into)
 	var ae *cluster.AdminError
 	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && token == "":
+		return nil, fmt.Errorf("%s: pass the cluster's operator token with --token-file <data>/admin-token (any node's data directory) or $%s", ae.Title, adminTokenEnv)
 	case errors.As(err, &ae) && ae.Problem:
 		return nil, fmt.Errorf("%s: %s (HTTP %d)", ae.Title, ae.Message, ae.Status)
 	case errors.As(err, &ae):

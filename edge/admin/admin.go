@@ -7,11 +7,14 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wardhq/ward/cluster"
@@ -28,14 +31,24 @@ type Node interface {
 	Remove(ctx context.Context, name string) error
 	KeySet() (*protocol.KeySet, error)
 	RotateKeys(ctx context.Context, force bool) (*protocol.KeySet, error)
+	AdminToken() (string, error)
 }
 
 // maxNameLen bounds a node name in a request.
 const maxNameLen = 256
 
-// Handler serves the admin endpoints under /cluster/.
+// Handler serves the admin endpoints under /cluster/. Every request,
+// reads included, must carry the cluster's operator token as a bearer
+// token: these endpoints sit on the same listener as the public OpenID
+// edge, and loopback-only trust would open them to anything relayed by a
+// reverse proxy on the node.
 func Handler(n Node) http.Handler {
 	mux := http.NewServeMux()
+	guarded := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r, n) {
+			mux.ServeHTTP(w, r)
+		}
+	})
 	mux.HandleFunc("GET "+cluster.StatusPath, func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
@@ -114,7 +127,39 @@ func Handler(n Node) http.Handler {
 	mux.HandleFunc("/cluster/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusNotFound, "not found", "no admin endpoint "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return guarded
+}
+
+// realm names the protection space in WWW-Authenticate challenges.
+const realm = `Bearer realm="ward-operator"`
+
+// authorized checks the request's bearer token against the cluster's
+// operator token and answers 401 (or 503 before the token exists) when it
+// does not match.
+func authorized(w http.ResponseWriter, r *http.Request, n Node) bool {
+	want, err := n.AdminToken()
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, http.StatusServiceUnavailable, "operator token not ready",
+			"the cluster has not created its operator token yet (no meta leader since it formed); retry")
+		return false
+	}
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" {
+		w.Header().Set("WWW-Authenticate", realm)
+		problem.Write(w, http.StatusUnauthorized, "operator token required",
+			"send the cluster's operator token as Authorization: Bearer; every node keeps it in <data>/admin-token (ward cluster and ward keys: --token-file, or WARD_ADMIN_TOKEN)")
+		return false
+	}
+	// Hashing first makes the comparison's time independent of where,
+	// and whether, the lengths differ.
+	g, e := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	if subtle.ConstantTimeCompare(g[:], e[:]) != 1 {
+		w.Header().Set("WWW-Authenticate", realm+`, error="invalid_token"`)
+		problem.Write(w, http.StatusUnauthorized, "wrong operator token", "the bearer token is not this cluster's operator token")
+		return false
+	}
+	return true
 }
 
 // maxBody bounds an admin request body; the only one is {"force":true}.

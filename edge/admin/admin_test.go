@@ -18,6 +18,7 @@ import (
 	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/cluster"
 	"github.com/wardhq/ward/persistence"
+	"github.com/wardhq/ward/protocol"
 )
 
 // TestAdminEndpoints runs the handlers over a real lone node.
@@ -45,9 +46,11 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Fatal("node not ready")
 		}
 	}
+	token := waitToken(t, n)
 	call := func(method, path string) (int, map[string]any, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -105,5 +108,133 @@ func TestAdminEndpoints(t *testing.T) {
 	_, st, _ = call("GET", cluster.StatusPath)
 	if m := st["members"].([]any)[0].(map[string]any); m["state"] != "removed" {
 		t.Fatalf("member after remove and a refused drain: %v", m)
+	}
+}
+
+// waitToken waits for the lone node's meta leadership to create the
+// cluster's operator token.
+func waitToken(t *testing.T, n *cluster.Node) string {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		tok, err := n.AdminToken()
+		if err == nil {
+			if !strings.HasPrefix(tok, cluster.AdminTokenPrefix) || len(tok) < 40 {
+				t.Fatalf("operator token %q has the wrong shape", tok[:min(len(tok), 10)])
+			}
+			return tok
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no operator token: %v", err)
+		}
+	}
+}
+
+// fakeNode records whether a handler reached it; only AdminToken and Local
+// answer.
+type fakeNode struct {
+	token   string
+	tokErr  error
+	reached int
+}
+
+func (f *fakeNode) Status(context.Context) (*cluster.Status, error) {
+	f.reached++
+	return nil, fmt.Errorf("not in this test")
+}
+func (f *fakeNode) Local() cluster.LocalStatus { f.reached++; return cluster.LocalStatus{Name: "fake"} }
+func (f *fakeNode) Drain(context.Context, string) error {
+	f.reached++
+	return nil
+}
+func (f *fakeNode) Remove(context.Context, string) error {
+	f.reached++
+	return nil
+}
+func (f *fakeNode) KeySet() (*protocol.KeySet, error) {
+	f.reached++
+	return nil, fmt.Errorf("not in this test")
+}
+func (f *fakeNode) RotateKeys(context.Context, bool) (*protocol.KeySet, error) {
+	f.reached++
+	return nil, fmt.Errorf("not in this test")
+}
+func (f *fakeNode) AdminToken() (string, error) { return f.token, f.tokErr }
+
+// TestOperatorToken: every admin endpoint, reads and unknown paths
+// included, answers 401 in problem+json with a Bearer challenge unless the
+// request carries the cluster's operator token, and a refused request
+// reaches nothing behind the guard.
+func TestOperatorToken(t *testing.T) {
+	const tok = cluster.AdminTokenPrefix + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+	f := &fakeNode{token: tok}
+	srv := httptest.NewServer(Handler(f))
+	defer srv.Close()
+	do := func(method, path, auth string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp, out
+	}
+	paths := []struct{ method, path string }{
+		{"GET", cluster.StatusPath}, {"GET", cluster.LocalStatusPath}, {"GET", cluster.KeysPath},
+		{"POST", cluster.KeysRotatePath}, {"POST", cluster.DrainPath + "?name=n1"},
+		{"POST", cluster.RemovePath + "?name=n1"}, {"GET", "/cluster/nothing"},
+	}
+	for _, p := range paths {
+		for _, c := range []struct{ auth, challenge string }{
+			{"", `Bearer realm="ward-operator"`},
+			{"Basic " + tok, `Bearer realm="ward-operator"`},
+			{"Bearer", `Bearer realm="ward-operator"`},
+			{"Bearer " + tok[:len(tok)-1], `Bearer realm="ward-operator", error="invalid_token"`},
+			{"Bearer " + tok + "x", `Bearer realm="ward-operator", error="invalid_token"`},
+			{"Bearer wardop_", `Bearer realm="ward-operator", error="invalid_token"`},
+		} {
+			resp, body := do(p.method, p.path, c.auth)
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Content-Type") != "application/problem+json" ||
+				resp.Header.Get("WWW-Authenticate") != c.challenge || body["title"] == nil {
+				t.Errorf("%s %s with %q: %d %q %q %v", p.method, p.path, c.auth, resp.StatusCode,
+					resp.Header.Get("Content-Type"), resp.Header.Get("WWW-Authenticate"), body)
+			}
+		}
+	}
+	if f.reached != 0 {
+		t.Fatalf("refused requests reached the node %d times", f.reached)
+	}
+	// The right token passes; the scheme is case-insensitive (RFC 9110 §11.1).
+	for _, auth := range []string{"Bearer " + tok, "bearer " + tok} {
+		if resp, body := do("GET", cluster.LocalStatusPath, auth); resp.StatusCode != http.StatusOK || body["name"] != "fake" {
+			t.Fatalf("right token (%s...): %d %v", auth[:7], resp.StatusCode, body)
+		}
+		if resp, _ := do("POST", cluster.DrainPath+"?name=n1", auth); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("drain with the right token: %d", resp.StatusCode)
+		}
+	}
+	// Before the cluster has a token nothing is served, not even to a
+	// caller that guesses an empty one.
+	f2 := &fakeNode{tokErr: cluster.ErrNoAdminToken}
+	srv2 := httptest.NewServer(Handler(f2))
+	defer srv2.Close()
+	for _, auth := range []string{"", "Bearer x"} {
+		req, _ := http.NewRequest("GET", srv2.URL+cluster.LocalStatusPath, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := srv2.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || f2.reached != 0 {
+			t.Fatalf("no token yet, auth %q: %d, reached %d", auth, resp.StatusCode, f2.reached)
+		}
 	}
 }

@@ -53,9 +53,11 @@ func TestKeysEndpoints(t *testing.T) {
 			t.Fatalf("no keys: %v", err)
 		}
 	}
+	token := waitToken(t, n)
 	call := func(method, path, body string) (int, string, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -93,6 +93,9 @@ func TestMain(m *testing.M) {
 	if stopNode != nil {
 		stopNode()
 	}
+	if stopCluster3 != nil {
+		stopCluster3()
+	}
 	os.Exit(code)
 }
 

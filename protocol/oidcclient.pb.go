@@ -50,7 +50,14 @@ type OIDCClient struct {
 	// first_party clients are our own applications: their users are not
 	// asked to consent. Everyone else's scopes are shown for approval once,
 	// and the consent is remembered per user and client.
-	FirstParty    bool `protobuf:"varint,13,opt,name=first_party,json=firstParty,proto3" json:"first_party,omitempty"`
+	FirstParty bool `protobuf:"varint,13,opt,name=first_party,json=firstParty,proto3" json:"first_party,omitempty"`
+	// A rotated secret stays valid until previous_secret_expires_unix_nano,
+	// so the client's deployments can take the new one without an outage.
+	PreviousSecretSha256          []byte `protobuf:"bytes,14,opt,name=previous_secret_sha256,json=previousSecretSha256,proto3" json:"previous_secret_sha256,omitempty"`
+	PreviousSecretExpiresUnixNano int64  `protobuf:"varint,15,opt,name=previous_secret_expires_unix_nano,json=previousSecretExpiresUnixNano,proto3" json:"previous_secret_expires_unix_nano,omitempty"`
+	// disabled clients are refused everywhere (revocation); the
+	// registration stays, so the id is not taken again by someone else.
+	Disabled      bool `protobuf:"varint,16,opt,name=disabled,proto3" json:"disabled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +183,27 @@ func (x *OIDCClient) GetFirstParty() bool {
 	return false
 }
 
+func (x *OIDCClient) GetPreviousSecretSha256() []byte {
+	if x != nil {
+		return x.PreviousSecretSha256
+	}
+	return nil
+}
+
+func (x *OIDCClient) GetPreviousSecretExpiresUnixNano() int64 {
+	if x != nil {
+		return x.PreviousSecretExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *OIDCClient) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
 type OIDCClientKey struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Kid             string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
@@ -240,7 +268,7 @@ var File_oidcclient_proto protoreflect.FileDescriptor
 
 const file_oidcclient_proto_rawDesc = "" +
 	"\n" +
-	"\x10oidcclient.proto\x12\rward.protocol\"\xb8\x03\n" +
+	"\x10oidcclient.proto\x12\rward.protocol\"\xd4\x04\n" +
 	"\n" +
 	"OIDCClient\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -258,7 +286,10 @@ const file_oidcclient_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\v \x01(\x03R\x0fcreatedUnixNano\x120\n" +
 	"\x04keys\x18\f \x03(\v2\x1c.ward.protocol.OIDCClientKeyR\x04keys\x12\x1f\n" +
 	"\vfirst_party\x18\r \x01(\bR\n" +
-	"firstParty\"h\n" +
+	"firstParty\x124\n" +
+	"\x16previous_secret_sha256\x18\x0e \x01(\fR\x14previousSecretSha256\x12H\n" +
+	"!previous_secret_expires_unix_nano\x18\x0f \x01(\x03R\x1dpreviousSecretExpiresUnixNano\x12\x1a\n" +
+	"\bdisabled\x18\x10 \x01(\bR\bdisabled\"h\n" +
 	"\rOIDCClientKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x19\n" +
 	"\bjwk_json\x18\x02 \x01(\fR\ajwkJson\x12*\n" +

@@ -9,12 +9,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/protocol"
@@ -43,6 +45,8 @@ const (
 	MaxRedirectURIs = 32
 	MaxURILen       = 2048
 	MaxScopes       = 64
+	MaxKeys         = 8
+	MaxKeyLen       = 8 << 10 // bytes of one JWK's JSON
 )
 
 // NewSecret draws a client secret from entropy and returns it (base64url,
@@ -63,14 +67,89 @@ func HashSecret(secret string) []byte {
 	return h[:]
 }
 
-// VerifySecret reports whether secret is c's, in constant time. Public
-// clients have no secret and never verify.
-func VerifySecret(c *protocol.OIDCClient, secret string) bool {
-	if c.GetPublic() || len(c.GetSecretSha256()) != sha256.Size || secret == "" {
+// VerifySecret reports whether secret is c's at now, in constant time: its
+// current secret, or the one it replaced while that one's overlap lasts.
+// Public and disabled clients never verify.
+func VerifySecret(c *protocol.OIDCClient, secret string, now time.Time) bool {
+	if c.GetPublic() || c.GetDisabled() || secret == "" {
 		return false
 	}
 	h := sha256.Sum256([]byte(secret))
-	return subtle.ConstantTimeCompare(h[:], c.GetSecretSha256()) == 1
+	cur := len(c.GetSecretSha256()) == sha256.Size && subtle.ConstantTimeCompare(h[:], c.GetSecretSha256()) == 1
+	prev := len(c.GetPreviousSecretSha256()) == sha256.Size &&
+		now.UnixNano() < c.GetPreviousSecretExpiresUnixNano() &&
+		subtle.ConstantTimeCompare(h[:], c.GetPreviousSecretSha256()) == 1
+	return cur || prev
+}
+
+// MaxSecretOverlap bounds how long a replaced secret stays valid.
+const MaxSecretOverlap = 30 * 24 * time.Hour
+
+// RotateSecret gives confidential client c a new secret drawn from entropy
+// and returns it (shown once). The old secret stays valid for overlap
+// (0: not at all, e.g. when it leaked); a secret replaced earlier and still
+// in its overlap is dropped, so at most two are ever valid.
+func RotateSecret(c *protocol.OIDCClient, entropy io.Reader, now time.Time, overlap time.Duration) (string, error) {
+	if c.GetPublic() {
+		return "", fmt.Errorf("client %s: a public client has no secret", c.GetId())
+	}
+	if overlap < 0 || overlap > MaxSecretOverlap {
+		return "", fmt.Errorf("client %s: overlap must be 0 to %s", c.GetId(), MaxSecretOverlap)
+	}
+	secret, hash, err := NewSecret(entropy)
+	if err != nil {
+		return "", err
+	}
+	c.PreviousSecretSha256, c.PreviousSecretExpiresUnixNano = nil, 0
+	if overlap > 0 && len(c.GetSecretSha256()) == sha256.Size {
+		c.PreviousSecretSha256 = c.GetSecretSha256()
+		c.PreviousSecretExpiresUnixNano = now.Add(overlap).UnixNano()
+	}
+	c.SecretSha256 = hash
+	return secret, nil
+}
+
+// Register prepares a new registration from an operator's spec (which
+// carries no secret): a confidential client without keys gets a secret,
+// returned once. The result is validated.
+func Register(spec *protocol.OIDCClient, entropy io.Reader, now time.Time) (*protocol.OIDCClient, string, error) {
+	c := protocol.CloneOIDCClient(spec)
+	if len(c.GetSecretSha256()) != 0 || len(c.GetPreviousSecretSha256()) != 0 {
+		return nil, "", fmt.Errorf("client %s: secrets are generated, not supplied", c.GetId())
+	}
+	c.CreatedUnixNano = now.UnixNano()
+	var secret string
+	if !c.GetPublic() && len(c.GetKeys()) == 0 {
+		s, hash, err := NewSecret(entropy)
+		if err != nil {
+			return nil, "", err
+		}
+		secret, c.SecretSha256 = s, hash
+	}
+	if err := Validate(c); err != nil {
+		return nil, "", err
+	}
+	return c, secret, nil
+}
+
+// Update applies an operator's new settings to registration cur: the
+// secrets and the creation time stay; whether the client is public cannot
+// change (a secret would appear or vanish). The result is validated.
+func Update(cur, spec *protocol.OIDCClient) (*protocol.OIDCClient, error) {
+	if spec.GetPublic() != cur.GetPublic() {
+		return nil, fmt.Errorf("client %s: public cannot change; delete the client and register it again", cur.GetId())
+	}
+	if len(spec.GetSecretSha256()) != 0 || len(spec.GetPreviousSecretSha256()) != 0 {
+		return nil, fmt.Errorf("client %s: secrets are rotated, not supplied", cur.GetId())
+	}
+	c := protocol.CloneOIDCClient(spec)
+	c.SecretSha256, c.PreviousSecretSha256 = cur.GetSecretSha256(), cur.GetPreviousSecretSha256()
+	c.PreviousSecretExpiresUnixNano = cur.GetPreviousSecretExpiresUnixNano()
+	c.CreatedUnixNano = cur.GetCreatedUnixNano()
+	if err := Validate(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // AllowsGrant reports whether c is registered for grant.
@@ -145,6 +224,9 @@ func Validate(c *protocol.OIDCClient) error {
 	if len(c.GetSecretSha256()) != 0 && len(c.GetSecretSha256()) != sha256.Size {
 		return fmt.Errorf("client %s: secret hash is %d bytes, want %d", c.GetId(), len(c.GetSecretSha256()), sha256.Size)
 	}
+	if len(c.GetPreviousSecretSha256()) != 0 && (c.GetPublic() || len(c.GetPreviousSecretSha256()) != sha256.Size) {
+		return fmt.Errorf("client %s: malformed previous secret", c.GetId())
+	}
 	if len(c.GetGrantTypes()) == 0 {
 		return fmt.Errorf("client %s: no grant types", c.GetId())
 	}
@@ -172,6 +254,50 @@ func Validate(c *protocol.OIDCClient) error {
 	}
 	if len(c.GetScopes()) > MaxScopes {
 		return fmt.Errorf("client %s: at most %d scopes", c.GetId(), MaxScopes)
+	}
+	if len(c.GetKeys()) > MaxKeys {
+		return fmt.Errorf("client %s: at most %d keys", c.GetId(), MaxKeys)
+	}
+	seen := map[string]bool{}
+	for _, k := range c.GetKeys() {
+		if k.GetKid() == "" || seen[k.GetKid()] {
+			return fmt.Errorf("client %s: every key needs its own kid", c.GetId())
+		}
+		seen[k.GetKid()] = true
+		if err := publicJWK(k); err != nil {
+			return fmt.Errorf("client %s: key %q: %w", c.GetId(), k.GetKid(), err)
+		}
+	}
+	return nil
+}
+
+// publicJWK checks the shape of a client key: a JSON object of a known key
+// type whose kid is k's, and no private member. private_key_jwt and the JWT
+// profile verify with these keys, so a private key here would put a secret
+// into the replicated state. The edge parses the key fully when it uses it.
+func publicJWK(k *protocol.OIDCClientKey) error {
+	if len(k.GetJwkJson()) > MaxKeyLen {
+		return fmt.Errorf("JWK larger than %d bytes", MaxKeyLen)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(k.GetJwkJson(), &m); err != nil {
+		return fmt.Errorf("not a JSON object: %w", err)
+	}
+	var kty, kid string
+	_ = json.Unmarshal(m["kty"], &kty)
+	_ = json.Unmarshal(m["kid"], &kid)
+	switch kty {
+	case "RSA", "EC", "OKP":
+	default:
+		return fmt.Errorf("kty %q: want RSA, EC or OKP", kty)
+	}
+	if kid != k.GetKid() {
+		return fmt.Errorf("the JWK's kid is %q", kid)
+	}
+	for _, private := range []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"} {
+		if _, ok := m[private]; ok {
+			return fmt.Errorf("a private key (member %q): register the public key only", private)
+		}
 	}
 	return nil
 }

@@ -180,4 +180,37 @@ func TestClusterKeys(t *testing.T) {
 	if kl := c.keysList("n2"); kl.Version != after.Version {
 		t.Fatalf("a refused rotation changed the key set: version %d -> %d", after.Version, kl.Version)
 	}
+
+	// A client registered through a node that does not lead the meta
+	// group (so the call is forwarded) gets tokens from every node once
+	// their replicas hold it.
+	cmd = c.cli("clients", "create", "--file", "-", "--server", "http://"+c.node(via).http)
+	cmd.Stdin = strings.NewReader(`{"client_id":"svc3","grant_types":["client_credentials"],"scopes":["vitals.read"]}`)
+	out, err = cmd.CombinedOutput()
+	var reg cluster.ClientSecretAnswer
+	if err != nil || json.Unmarshal(out, &reg) != nil || reg.ClientSecret == "" {
+		t.Fatalf("ward clients create via %s: %v\n%s", via, err, out)
+	}
+	for _, name := range c.names() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+c.node(name).http+"/oauth/token",
+				strings.NewReader("grant_type=client_credentials&scope=vitals.read"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("svc3", reg.ClientSecret)
+			resp, err := c.client.Do(req)
+			code := 0
+			if err == nil {
+				code = resp.StatusCode
+				resp.Body.Close()
+			}
+			if code == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("token for the new client from %s: %d %v", name, code, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }

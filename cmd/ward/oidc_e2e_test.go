@@ -36,11 +36,18 @@ import (
 // devNode runs `ward dev` and waits for its provider and demo data.
 func devNode(t *testing.T, extra ...string) (base string, demo demoFile) {
 	t.Helper()
+	base, _, demo = devNodeDir(t, extra...)
+	return base, demo
+}
+
+// devNodeDir is devNode that also returns the node's data directory.
+func devNodeDir(t *testing.T, extra ...string) (base, data string, demo demoFile) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a ward process")
 	}
 	bin := ward(t)
-	data := t.TempDir()
+	data = t.TempDir()
 	addr := freeAddr(t)
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, append([]string{"dev", "--data", data, "--http", addr}, extra...)...)
@@ -67,7 +74,7 @@ func devNode(t *testing.T, extra ...string) (base string, demo demoFile) {
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
-					return base, demo
+					return base, data, demo
 				}
 			}
 		}

@@ -32,6 +32,12 @@ type Node interface {
 	KeySet() (*protocol.KeySet, error)
 	RotateKeys(ctx context.Context, force bool) (*protocol.KeySet, error)
 	AdminToken() (string, error)
+	Clients() ([]cluster.ClientInfo, error)
+	Client(id string) (cluster.ClientInfo, error)
+	RegisterClient(ctx context.Context, spec cluster.ClientSpec) (cluster.ClientSecretAnswer, error)
+	UpdateClient(ctx context.Context, id string, spec cluster.ClientSpec) (cluster.ClientInfo, error)
+	DisableClient(ctx context.Context, id string) (cluster.ClientInfo, error)
+	RotateClientSecret(ctx context.Context, id string, overlap time.Duration) (cluster.ClientSecretAnswer, error)
 }
 
 // maxNameLen bounds a node name in a request.
@@ -124,6 +130,7 @@ func Handler(n Node) http.Handler {
 			problem.Write(w, http.StatusInternalServerError, "rotation failed", err.Error())
 		}
 	})
+	clientRoutes(mux, n)
 	mux.HandleFunc("/cluster/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusNotFound, "not found", "no admin endpoint "+r.Method+" "+r.URL.Path)
 	})
@@ -169,20 +176,27 @@ const maxBody = 1 << 10
 // its zero value. Unknown fields are refused so a misspelt "force" is not
 // silently a non-forced rotation.
 func decodeOptionalJSON(r *http.Request, v any) error {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	return decodeJSON(r, v, maxBody, true)
+}
+
+func decodeJSON(r *http.Request, v any, limit int, optional bool) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	if err != nil {
 		return fmt.Errorf("read body: %w", err)
 	}
-	if len(b) > maxBody {
-		return fmt.Errorf("body larger than %d bytes", maxBody)
+	if len(b) > limit {
+		return fmt.Errorf("body larger than %d bytes", limit)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
+		if optional {
+			return nil
+		}
+		return errors.New("a JSON object is required")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("body is not a JSON object like {\"force\":true}: %w", err)
+		return fmt.Errorf("body is not the expected JSON object: %w", err)
 	}
 	if dec.More() {
 		return errors.New("body has data after the JSON object")

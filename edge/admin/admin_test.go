@@ -159,6 +159,30 @@ func (f *fakeNode) RotateKeys(context.Context, bool) (*protocol.KeySet, error) {
 	return nil, fmt.Errorf("not in this test")
 }
 func (f *fakeNode) AdminToken() (string, error) { return f.token, f.tokErr }
+func (f *fakeNode) Clients() ([]cluster.ClientInfo, error) {
+	f.reached++
+	return nil, nil
+}
+func (f *fakeNode) Client(string) (cluster.ClientInfo, error) {
+	f.reached++
+	return cluster.ClientInfo{}, cluster.ErrUnknownClient
+}
+func (f *fakeNode) RegisterClient(context.Context, cluster.ClientSpec) (cluster.ClientSecretAnswer, error) {
+	f.reached++
+	return cluster.ClientSecretAnswer{}, nil
+}
+func (f *fakeNode) UpdateClient(context.Context, string, cluster.ClientSpec) (cluster.ClientInfo, error) {
+	f.reached++
+	return cluster.ClientInfo{}, nil
+}
+func (f *fakeNode) DisableClient(context.Context, string) (cluster.ClientInfo, error) {
+	f.reached++
+	return cluster.ClientInfo{}, nil
+}
+func (f *fakeNode) RotateClientSecret(context.Context, string, time.Duration) (cluster.ClientSecretAnswer, error) {
+	f.reached++
+	return cluster.ClientSecretAnswer{}, nil
+}
 
 // TestOperatorToken: every admin endpoint, reads and unknown paths
 // included, answers 401 in problem+json with a Bearer challenge unless the
@@ -188,6 +212,8 @@ func TestOperatorToken(t *testing.T) {
 		{"GET", cluster.StatusPath}, {"GET", cluster.LocalStatusPath}, {"GET", cluster.KeysPath},
 		{"POST", cluster.KeysRotatePath}, {"POST", cluster.DrainPath + "?name=n1"},
 		{"POST", cluster.RemovePath + "?name=n1"}, {"GET", "/cluster/nothing"},
+		{"GET", cluster.ClientsPath}, {"POST", cluster.ClientsPath}, {"GET", cluster.ClientPath("svc")},
+		{"PUT", cluster.ClientPath("svc")}, {"DELETE", cluster.ClientPath("svc")}, {"POST", cluster.ClientPath("svc") + "/secret"},
 	}
 	for _, p := range paths {
 		for _, c := range []struct{ auth, challenge string }{

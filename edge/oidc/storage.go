@@ -95,6 +95,9 @@ func (s *storage) client(id string) (*protocol.OIDCClient, error) {
 	if err := proto.Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("client %s: stored registration: %w", id, err)
 	}
+	if c.GetDisabled() {
+		return nil, zoidc.ErrInvalidClient().WithDescription("client is disabled")
+	}
 	return c, nil
 }
 
@@ -111,7 +114,7 @@ func (s *storage) AuthorizeClientIDSecret(ctx context.Context, clientID, clientS
 	if err != nil {
 		return err
 	}
-	if !oidcclient.VerifySecret(c, clientSecret) {
+	if !oidcclient.VerifySecret(c, clientSecret, s.cfg.now()) {
 		return zoidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
 	return nil
@@ -122,7 +125,7 @@ func (s *storage) ClientCredentials(ctx context.Context, clientID, clientSecret 
 	if err != nil {
 		return nil, err
 	}
-	if !oidcclient.VerifySecret(c, clientSecret) {
+	if !oidcclient.VerifySecret(c, clientSecret, s.cfg.now()) {
 		return nil, zoidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
 	if !oidcclient.AllowsGrant(c, oidcclient.GrantClientCredentials) {

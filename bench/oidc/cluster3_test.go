@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -496,32 +495,8 @@ func BenchmarkCluster3RefreshRotation(b *testing.B) {
 			tokenURL := base + "/oauth/token"
 			hcs := c.nodeClients(a.proto, *loadClient)
 			nn := len(hcs)
-			tokens := make([]string, *loadClient)
+			tokens := codeFlows(b, *loadClient, func(i int) (string, error) { return codeFlow(hcs[i%nn], base, userEmail(i%nUsers)) })
 			access := make([]string, *loadClient)
-			flows := make([]time.Duration, *loadClient)
-			errs := make([]error, *loadClient)
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 4*runtime.NumCPU())
-			t0 := time.Now()
-			for i := range tokens {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					t := time.Now()
-					tokens[i], errs[i] = codeFlow(hcs[i%nn], base, userEmail(i%nUsers))
-					flows[i] = time.Since(t)
-				}()
-			}
-			wg.Wait()
-			all := time.Since(t0)
-			if err := errors.Join(errs...); err != nil {
-				b.Fatal(err)
-			}
-			slices.Sort(flows)
-			b.ReportMetric(float64(len(flows))/all.Seconds(), "codeflows/s")
-			b.ReportMetric(float64(Percentile(flows, 0.5).Microseconds())/1000, "codeflow-p50-ms")
 			remote := 0
 			for i, rt := range tokens {
 				sid, _, err := session.ParseRefreshToken(rt)

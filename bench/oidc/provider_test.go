@@ -421,6 +421,39 @@ func codeFlow(hc *http.Client, base, email string) (string, error) {
 	return rt, nil
 }
 
+// codeFlows signs in n sessions with flow, at most 4×cores at once (the
+// Hasher's slots plus its queue, so admission control refuses none),
+// reports codeflows/s and the p50 of one flow, and returns the refresh
+// tokens.
+func codeFlows(b *testing.B, n int, flow func(i int) (string, error)) []string {
+	tokens := make([]string, n)
+	flows := make([]time.Duration, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4*runtime.NumCPU())
+	t0 := time.Now()
+	for i := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			t := time.Now()
+			tokens[i], errs[i] = flow(i)
+			flows[i] = time.Since(t)
+		}()
+	}
+	wg.Wait()
+	all := time.Since(t0)
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(flows)
+	b.ReportMetric(float64(len(flows))/all.Seconds(), "codeflows/s")
+	b.ReportMetric(float64(Percentile(flows, 0.5).Microseconds())/1000, "codeflow-p50-ms")
+	return tokens
+}
+
 // BenchmarkRefreshRotation: 16 sessions are made through the authorization
 // code flow (authorize, login form, POST /login with argon2id, callback,
 // code exchange with PKCE), 4×cores at a time, reported as codeflow-*; then 16
@@ -434,33 +467,7 @@ func BenchmarkRefreshRotation(b *testing.B) {
 		b.Run(a.name+"/"+jose.Backend, func(b *testing.B) {
 			base := p.srv[a.proto].URL
 			hc := Client(*loadClient)
-			tokens := make([]string, *loadClient)
-			flows := make([]time.Duration, *loadClient)
-			errs := make([]error, *loadClient)
-			var wg sync.WaitGroup
-			// At most 4×cores logins at once: the Hasher's slots plus its
-			// queue, so admission control refuses none.
-			sem := make(chan struct{}, 4*runtime.NumCPU())
-			t0 := time.Now()
-			for i := range tokens {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					t := time.Now()
-					tokens[i], errs[i] = codeFlow(hc, base, userEmail(i%nUsers))
-					flows[i] = time.Since(t)
-				}()
-			}
-			wg.Wait()
-			all := time.Since(t0)
-			if err := errors.Join(errs...); err != nil {
-				b.Fatal(err)
-			}
-			slices.Sort(flows)
-			b.ReportMetric(float64(len(flows))/all.Seconds(), "codeflows/s")
-			b.ReportMetric(float64(Percentile(flows, 0.5).Microseconds())/1000, "codeflow-p50-ms")
+			tokens := codeFlows(b, *loadClient, func(i int) (string, error) { return codeFlow(hc, base, userEmail(i%nUsers)) })
 			var mu sync.Mutex
 			op := func(_ context.Context, c int) error {
 				mu.Lock()

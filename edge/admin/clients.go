@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wardhq/ward/actors/oidcclient"
@@ -32,66 +33,23 @@ func clientRoutes(mux *http.ServeMux, n Node) {
 			problem.Write(w, http.StatusBadRequest, "bad request", err.Error())
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		ans, err := n.RegisterClient(ctx, spec)
-		if err != nil {
-			clientProblem(w, err)
-			return
-		}
-		w.Header().Set("Cache-Control", "no-store") // the secret
-		writeJSON(w, http.StatusCreated, ans)
+		clientCall(w, r, http.StatusCreated, func(ctx context.Context, _ string) (any, error) { return n.RegisterClient(ctx, spec) })
 	})
 	mux.HandleFunc("GET "+cluster.ClientsPath+"/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := clientID(w, r)
-		if !ok {
-			return
-		}
-		c, err := n.Client(id)
-		if err != nil {
-			clientProblem(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, c)
+		clientCall(w, r, http.StatusOK, func(_ context.Context, id string) (any, error) { return n.Client(id) })
 	})
 	mux.HandleFunc("PUT "+cluster.ClientsPath+"/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := clientID(w, r)
-		if !ok {
-			return
-		}
 		var spec cluster.ClientSpec
 		if err := decodeJSON(r, &spec, maxClientBody, false); err != nil {
 			problem.Write(w, http.StatusBadRequest, "bad request", err.Error())
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		c, err := n.UpdateClient(ctx, id, spec)
-		if err != nil {
-			clientProblem(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, c)
+		clientCall(w, r, http.StatusOK, func(ctx context.Context, id string) (any, error) { return n.UpdateClient(ctx, id, spec) })
 	})
 	mux.HandleFunc("DELETE "+cluster.ClientsPath+"/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := clientID(w, r)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		c, err := n.DisableClient(ctx, id)
-		if err != nil {
-			clientProblem(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, c)
+		clientCall(w, r, http.StatusOK, func(ctx context.Context, id string) (any, error) { return n.DisableClient(ctx, id) })
 	})
 	mux.HandleFunc("POST "+cluster.ClientsPath+"/{id}/secret", func(w http.ResponseWriter, r *http.Request) {
-		id, ok := clientID(w, r)
-		if !ok {
-			return
-		}
 		var req cluster.RotateSecretRequest
 		if err := decodeOptionalJSON(r, &req); err != nil {
 			problem.Write(w, http.StatusBadRequest, "bad request", err.Error())
@@ -106,16 +64,30 @@ func clientRoutes(mux *http.ServeMux, n Node) {
 			}
 			overlap = time.Duration(secs) * time.Second
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		ans, err := n.RotateClientSecret(ctx, id, overlap)
-		if err != nil {
-			clientProblem(w, err)
+		clientCall(w, r, http.StatusOK, func(ctx context.Context, id string) (any, error) { return n.RotateClientSecret(ctx, id, overlap) })
+	})
+}
+
+// clientCall runs call with the path's client id (when the route has one)
+// under a deadline and answers its result with status, or its error as a
+// problem. Answers may carry a secret: no cache keeps them.
+func clientCall(w http.ResponseWriter, r *http.Request, status int, call func(ctx context.Context, id string) (any, error)) {
+	id := r.PathValue("id")
+	if r.Pattern != "" && strings.Contains(r.Pattern, "{id}") {
+		var ok bool
+		if id, ok = clientID(w, r); !ok {
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, http.StatusOK, ans)
-	})
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	ans, err := call(ctx, id)
+	if err != nil {
+		clientProblem(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, ans)
 }
 
 func clientID(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -39,9 +39,6 @@ func (n *Node) AdminToken() (string, error) {
 // the meta leader can; the write is a compare-and-set on absence, so two
 // leaders in turn never replace one another's token.
 func (n *Node) ensureAdminToken(ctx context.Context) error {
-	if _, ok := n.meta.Value(adminTokenKey); ok {
-		return nil
-	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return err

@@ -301,13 +301,3 @@ func (n *Node) changeClient(ctx context.Context, id string, change func(*protoco
 		return next, nil
 	}
 }
-
-// forwardMeta sends an admin request to the meta leader's HTTP edge.
-func (n *Node) forwardMeta(ctx context.Context, method, path string, body, into any) error {
-	leader := meta.FindMember(n.meta.State(), string(n.meta.Leader()))
-	if leader == nil || leader.GetHttpAddr() == "" {
-		return fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
-	}
-	_, err := AdminCallJSON(ctx, method, "http://"+leader.GetHttpAddr(), path, n.peerToken(), body, into)
-	return err
-}

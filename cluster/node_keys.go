@@ -167,12 +167,13 @@ func (n *Node) keysLoop() {
 			}
 			leading = true
 		}
-		// Cheap when the token exists (a local read), so every tick.
-		ctx, cancel := n.stopContext(5 * time.Second)
-		err := n.ensureAdminToken(ctx)
-		cancel()
-		if err != nil {
-			n.log.Error("creating the operator token", "err", err)
+		if _, err := n.AdminToken(); err != nil {
+			ctx, cancel := n.stopContext(5 * time.Second)
+			err := n.ensureAdminToken(ctx)
+			cancel()
+			if err != nil {
+				n.log.Error("creating the operator token", "err", err)
+			}
 		}
 		if time.Now().Before(due) {
 			continue
@@ -246,13 +247,9 @@ type RotateRequest struct {
 // key set as this node's replica holds it once the rotation reached it.
 func (n *Node) RotateKeys(ctx context.Context, force bool) (*protocol.KeySet, error) {
 	if !n.meta.IsLeader() {
-		leader := meta.FindMember(n.meta.State(), string(n.meta.Leader()))
-		if leader == nil || leader.GetHttpAddr() == "" {
-			return nil, fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
-		}
 		var ans KeyList
 		// Not peerTimeout: the leader generates an RSA key first.
-		if _, err := AdminCallJSON(ctx, http.MethodPost, "http://"+leader.GetHttpAddr(), KeysRotatePath, n.peerToken(), RotateRequest{Force: force}, &ans); err != nil {
+		if err := n.forwardMeta(ctx, http.MethodPost, KeysRotatePath, RotateRequest{Force: force}, &ans); err != nil {
 			return nil, err
 		}
 		return n.waitKeySet(ctx, ans.Version)

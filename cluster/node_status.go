@@ -244,11 +244,9 @@ func (n *Node) setMemberState(ctx context.Context, name string, state protocol.M
 		return fmt.Errorf("%w: %q", ErrMemberRemoved, name)
 	}
 	if !n.meta.IsLeader() {
-		leader := meta.FindMember(st, string(n.meta.Leader()))
-		if leader == nil || leader.GetHttpAddr() == "" {
-			return fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
-		}
-		return n.adminCall(ctx, http.MethodPost, leader.GetHttpAddr(), path+"?name="+url.QueryEscape(name), nil)
+		ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+		defer cancel()
+		return n.forwardMeta(ctx, http.MethodPost, path+"?name="+url.QueryEscape(name), nil, nil)
 	}
 	return n.meta.Apply(ctx, &protocol.MetaCommand{Command: &protocol.MetaCommand_SetState{SetState: &protocol.MetaSetState{Name: name, State: state}}})
 }
@@ -332,5 +330,16 @@ func (n *Node) adminCall(ctx context.Context, method, addr, path string, into an
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	_, err := AdminCall(ctx, method, "http://"+addr, path, n.peerToken(), into)
+	return err
+}
+
+// forwardMeta sends an admin request to the meta leader's HTTP edge, with
+// the operator token, under the caller's deadline.
+func (n *Node) forwardMeta(ctx context.Context, method, path string, body, into any) error {
+	leader := meta.FindMember(n.meta.State(), string(n.meta.Leader()))
+	if leader == nil || leader.GetHttpAddr() == "" {
+		return fmt.Errorf("cluster: %w: the meta leader is not known yet; retry", meta.ErrNotLeader)
+	}
+	_, err := AdminCallJSON(ctx, method, "http://"+leader.GetHttpAddr(), path, n.peerToken(), body, into)
 	return err
 }

@@ -65,7 +65,7 @@ echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for tags in "" openssl; do
 	echo "== Ward, ${tags:-pure Go} build: client_credentials, $CLIENTS clients, $D"
-	(cd "$root" && go test ${tags:+-tags $tags} ./bench/oidc -run '^$' -bench 'ClientCredentials' -benchtime 1x \
+	(cd "$root" && go test ${tags:+-tags $tags} ./bench/oidc -run '^$' -bench '^BenchmarkClientCredentials$' -benchtime 1x \
 		-load.d "$D" -load.warmup "$WARMUP" -load.c "$CLIENTS" -timeout 10m 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)|provider_test' )
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

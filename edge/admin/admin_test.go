@@ -23,24 +23,7 @@ import (
 
 // TestAdminEndpoints runs the handlers over a real lone node.
 func TestAdminEndpoints(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := persistence.Open(t.TempDir(), persistence.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := cluster.StartNode(cluster.NodeConfig{Store: store, Name: "solo", Partitions: 4, Replicas: 1,
-		Host: cluster.Config{Kinds: []actors.Kind{register.Kind}, Logger: log, Registerer: prometheus.NewRegistry()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(Handler(n))
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = n.Stop(ctx)
-		_ = store.Close()
-	})
+	n, srv := loneNode(t, 4)
 	for deadline := time.Now().Add(20 * time.Second); !n.Ready(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("node not ready")
@@ -263,4 +246,29 @@ func TestOperatorToken(t *testing.T) {
 			t.Fatalf("no token yet, auth %q: %d, reached %d", auth, resp.StatusCode, f2.reached)
 		}
 	}
+}
+
+// loneNode starts a real one-node cluster with the given partitions and
+// serves Handler over it; both stop when the test ends.
+func loneNode(t *testing.T, partitions int) (*cluster.Node, *httptest.Server) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := persistence.Open(t.TempDir(), persistence.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cluster.StartNode(cluster.NodeConfig{Store: store, Name: "solo", Partitions: partitions, Replicas: 1,
+		Host: cluster.Config{Kinds: []actors.Kind{register.Kind}, Logger: log, Registerer: prometheus.NewRegistry()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(n))
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = n.Stop(ctx)
+		_ = store.Close()
+	})
+	return n, srv
 }

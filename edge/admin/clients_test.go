@@ -1,22 +1,13 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/wardhq/ward/actors"
-	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/cluster"
-	"github.com/wardhq/ward/persistence"
 )
 
 // TestClientEndpoints: the client registry over HTTP on a real lone node:
@@ -24,24 +15,7 @@ import (
 // nothing; unknown ids 404; an existing id 409; answers carrying a secret
 // are not cacheable and listings never show a secret.
 func TestClientEndpoints(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := persistence.Open(t.TempDir(), persistence.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := cluster.StartNode(cluster.NodeConfig{Store: store, Name: "solo", Partitions: 2, Replicas: 1,
-		Host: cluster.Config{Kinds: []actors.Kind{register.Kind}, Logger: log, Registerer: prometheus.NewRegistry()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(Handler(n))
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = n.Stop(ctx)
-		_ = store.Close()
-	})
+	n, srv := loneNode(t, 2)
 	token := waitToken(t, n)
 	call := func(method, path, body string) (*http.Response, string) {
 		t.Helper()

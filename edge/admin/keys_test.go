@@ -1,24 +1,16 @@
 package admin
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/wardhq/ward/actors"
-	"github.com/wardhq/ward/actors/register"
 	"github.com/wardhq/ward/cluster"
-	"github.com/wardhq/ward/persistence"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -26,25 +18,9 @@ import (
 // never carries key material; bad bodies are 400 problem+json and rotate
 // nothing.
 func TestKeysEndpoints(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := persistence.Open(t.TempDir(), persistence.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := cluster.StartNode(cluster.NodeConfig{Store: store, Name: "solo", Partitions: 2, Replicas: 1,
-		Host: cluster.Config{Kinds: []actors.Kind{register.Kind}, Logger: log, Registerer: prometheus.NewRegistry()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(Handler(n))
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = n.Stop(ctx)
-		_ = store.Close()
-	})
+	n, srv := loneNode(t, 2)
 	var set *protocol.KeySet
+	var err error
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if set, err = n.KeySet(); err == nil {
 			break

@@ -211,15 +211,7 @@ func (a *Actor) markSent(ctx actors.Context, m *protocol.OutboxMarkSent) error {
 	}
 	// A given-up message that a slow sender did deliver after all is
 	// recorded as sent: that is what happened.
-	ev := &protocol.OutboxSent{Id: msg.GetId(), Via: m.GetVia(), AtUnixNano: ctx.Now().UnixNano()}
-	after, err := a.after(ev)
-	if err != nil {
-		return err
-	}
-	ctx.Persist(ev)
-	a.armRetry(ctx, after)
-	ctx.Reply(protocol.Clone(after.find(msg.GetId())))
-	return nil
+	return a.settle(ctx, &protocol.OutboxSent{Id: msg.GetId(), Via: m.GetVia(), AtUnixNano: ctx.Now().UnixNano()}, msg.GetId())
 }
 
 func (a *Actor) markFailed(ctx actors.Context, m *protocol.OutboxMarkFailed) error {
@@ -235,13 +227,20 @@ func (a *Actor) markFailed(ctx actors.Context, m *protocol.OutboxMarkFailed) err
 	if n := msg.GetAttempts() + 1; n < MaxAttempts {
 		ev.NextAttemptUnixNano = now.Add(Backoff(n)).UnixNano()
 	}
+	return a.settle(ctx, ev, msg.GetId())
+}
+
+// settle records a delivery report ev about message id: checked against the
+// state it leads to, persisted, the retry timer re-armed for that state,
+// and the message as it then stands replied.
+func (a *Actor) settle(ctx actors.Context, ev protocol.Message, id string) error {
 	after, err := a.after(ev)
 	if err != nil {
 		return err
 	}
 	ctx.Persist(ev)
 	a.armRetry(ctx, after)
-	ctx.Reply(protocol.Clone(after.find(msg.GetId())))
+	ctx.Reply(protocol.Clone(after.find(id)))
 	return nil
 }
 

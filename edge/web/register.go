@@ -248,8 +248,7 @@ func (s *server) verifyEmail(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		switch actors.CodeOf(err) {
 		case protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION:
-			if st, serr := s.status(ctx, uid); serr == nil && st.GetEmailVerified() {
-				s.verified(w, st, "Your e-mail address is already confirmed.")
+			if s.alreadyVerified(ctx, w, uid, (*protocol.UserStatus).GetEmailVerified, "Your e-mail address is already confirmed.") {
 				return
 			}
 			s.message(w, http.StatusBadRequest, "Link expired", "This confirmation link has expired or was replaced by a newer one.", "", "")
@@ -272,6 +271,18 @@ func (s *server) status(ctx context.Context, uid string) (*protocol.UserStatus, 
 }
 
 // verified tells where the registration stands after one check passed.
+// alreadyVerified answers the verified page when a refused verification
+// was refused because it had already succeeded (a second click, a
+// resubmitted form), and reports whether it did.
+func (s *server) alreadyVerified(ctx context.Context, w http.ResponseWriter, uid string, done func(*protocol.UserStatus) bool, msg string) bool {
+	st, err := s.status(ctx, uid)
+	if err != nil || !done(st) {
+		return false
+	}
+	s.verified(w, st, msg)
+	return true
+}
+
 func (s *server) verified(w http.ResponseWriter, st *protocol.UserStatus, done string) {
 	switch {
 	case st.GetState() == protocol.UserState_USER_STATE_ACTIVE:
@@ -345,8 +356,7 @@ func (s *server) verifyPhone(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		switch actors.CodeOf(err) {
 		case protocol.ErrorCode_ERROR_CODE_FAILED_PRECONDITION:
-			if st, serr := s.status(ctx, uid); serr == nil && st.GetPhoneVerified() {
-				s.verified(w, st, "Your phone is already confirmed.")
+			if s.alreadyVerified(ctx, w, uid, (*protocol.UserStatus).GetPhoneVerified, "Your phone is already confirmed.") {
 				return
 			}
 			retry(http.StatusBadRequest, "This code has expired or was used up. Send a new code and try again.")

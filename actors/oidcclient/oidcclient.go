@@ -169,6 +169,14 @@ func AllowsScope(c *protocol.OIDCClient, scope string) bool {
 	return slices.Contains(c.GetScopes(), scope)
 }
 
+// ServiceScope reports whether a client acting for itself (the
+// client_credentials grant) may ask for scope: one of its registered API
+// scopes. openid and offline_access need a user and a session, which a
+// service token has neither of.
+func ServiceScope(c *protocol.OIDCClient, scope string) bool {
+	return scope != "openid" && scope != "offline_access" && AllowsScope(c, scope)
+}
+
 // Why an authorization request is refused; the edge maps each to its
 // OAuth error (unauthorized_client, invalid_request, invalid_scope).
 var (

@@ -82,6 +82,9 @@ func TestGrantsAndScopes(t *testing.T) {
 	if !AllowsScope(c, "offline_access") || !AllowsGrant(c, GrantRefreshToken) || AllowsGrant(c, GrantClientCredentials) {
 		t.Error("refresh grant rules")
 	}
+	if !ServiceScope(c, "profile") || ServiceScope(c, "openid") || ServiceScope(c, "offline_access") || ServiceScope(c, "email") || ServiceScope(c, "") {
+		t.Error("service scope rules")
+	}
 }
 
 func TestCheckAuthorization(t *testing.T) {

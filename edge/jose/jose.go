@@ -9,7 +9,8 @@
 //
 // RS256 signing is the expensive operation of an identity provider; built
 // with `-tags openssl` (and cgo) it goes through OpenSSL's libcrypto, which
-// is several times faster than crypto/rsa. Backend says which is compiled in.
+// is several times faster than crypto/rsa. ES256 (P-256) goes there too, a
+// third faster than crypto/ecdsa. Backend says which is compiled in.
 package jose
 
 import (

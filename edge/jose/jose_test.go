@@ -32,7 +32,8 @@ type fixture struct {
 	ecPriv  *ecdsa.PrivateKey
 	rs      *SigningKey // compiled-in backend
 	rsGo    *SigningKey // crypto/rsa
-	es      *SigningKey
+	es      *SigningKey // compiled-in backend
+	esGo    *SigningKey // crypto/ecdsa
 	keys    *KeySet
 }
 
@@ -58,6 +59,8 @@ func keys(tb testing.TB) *fixture {
 		fix.rsGo, e = NewSigningKey("rsa-1", RS256, opaque{fix.rsaPriv})
 		must(e)
 		fix.es, e = NewSigningKey("ec-1", ES256, fix.ecPriv)
+		must(e)
+		fix.esGo, e = NewSigningKey("ec-1", ES256, opaque{fix.ecPriv})
 		must(e)
 		fix.keys, e = NewKeySet(fix.rs.PublicKey(), fix.es.PublicKey())
 		must(e)
@@ -87,7 +90,8 @@ func TestSignVerify(t *testing.T) {
 	}{
 		{"RS256 " + Backend, f.rs, TypJWT},
 		{"RS256 go", f.rsGo, TypAccessToken},
-		{"ES256", f.es, TypAccessToken},
+		{"ES256 " + Backend, f.es, TypAccessToken},
+		{"ES256 go", f.esGo, TypAccessToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, err := Sign(tc.key, tc.typ, claimsAt(now, 15*time.Minute))
@@ -123,7 +127,27 @@ func TestSignVerify(t *testing.T) {
 			t.Errorf("signed a non-object: %v", err)
 		}
 	})
+	t.Run("marshalled non-objects", func(t *testing.T) {
+		var nilMap map[string]any
+		for _, v := range []any{nilMap, []string{"a"}, "str", 7, json.RawMessage(`"x"`), rawMarshaler(`[1]`), rawMarshaler(`null`)} {
+			if _, err := Sign(f.es, TypJWT, v); !errors.Is(err, ErrMalformed) && err == nil {
+				t.Errorf("signed %T %v", v, v)
+			}
+		}
+		tok, err := Sign(f.es, TypJWT, rawMarshaler(`{"sub":"m","exp":1893499200}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Verify(tok, f.keys, both, now); err != nil || got.Claims["sub"] != "m" {
+			t.Fatalf("%v %v", err, got)
+		}
+	})
 }
+
+// rawMarshaler is a claims type with its own MarshalJSON.
+type rawMarshaler string
+
+func (r rawMarshaler) MarshalJSON() ([]byte, error) { return []byte(r), nil }
 
 // TestRS256MatchesCryptoRSA cross-checks the backends: PKCS#1 v1.5 is
 // deterministic, so OpenSSL and crypto/rsa must produce the same bytes, and
@@ -155,7 +179,42 @@ func TestRS256MatchesCryptoRSA(t *testing.T) {
 	}
 }
 
+// ECDSA signatures are randomised, so the backends cannot be compared byte
+// for byte: each must verify under crypto/ecdsa in both encodings.
+func TestES256VerifiesWithCryptoECDSA(t *testing.T) {
+	f := keys(t)
+	for i := range 50 {
+		digest := sha256.Sum256(bytes.Repeat([]byte{byte(i)}, i*37))
+		der, err := f.es.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ecdsa.VerifyASN1(&f.ecPriv.PublicKey, digest[:], der) {
+			t.Fatalf("crypto/ecdsa refuses the %s ASN.1 signature", Backend)
+		}
+		raw, err := f.es.sign(bytes.Repeat([]byte{byte(i)}, i*37))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ecdsaVerifyJOSE(&f.ecPriv.PublicKey, digest[:], raw) {
+			t.Fatalf("crypto/ecdsa refuses the %s JOSE signature %x", Backend, raw)
+		}
+	}
+	if _, err := f.es.signer.Sign(rand.Reader, make([]byte, 32), crypto.SHA384); err == nil && Backend != "go" {
+		t.Error("SHA-384 accepted")
+	}
+	if _, err := f.es.signer.Sign(rand.Reader, make([]byte, 31), crypto.SHA256); err == nil && Backend != "go" {
+		t.Error("short digest accepted")
+	}
+}
+
 func TestConcurrentSign(t *testing.T) {
+	for _, key := range []*SigningKey{keys(t).rs, keys(t).es} {
+		t.Run(string(key.Alg()), func(t *testing.T) { concurrentSign(t, key) })
+	}
+}
+
+func concurrentSign(t *testing.T, key *SigningKey) {
 	f := keys(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -164,7 +223,7 @@ func TestConcurrentSign(t *testing.T) {
 			for i := range 20 {
 				c := claimsAt(now, time.Hour)
 				c["n"] = g*100 + i
-				tok, err := Sign(f.rs, TypJWT, c)
+				tok, err := Sign(key, TypJWT, c)
 				if err == nil {
 					_, err = Verify(tok, f.keys, both, now)
 				}
@@ -184,7 +243,16 @@ func TestConcurrentSign(t *testing.T) {
 
 func TestCloseReleasesKey(t *testing.T) {
 	f := keys(t)
-	k, err := NewSigningKey("tmp", RS256, f.rsaPriv)
+	for _, tc := range []struct {
+		alg  Alg
+		priv crypto.Signer
+	}{{RS256, f.rsaPriv}, {ES256, f.ecPriv}} {
+		t.Run(string(tc.alg), func(t *testing.T) { closeReleases(t, tc.alg, tc.priv) })
+	}
+}
+
+func closeReleases(t *testing.T, alg Alg, priv crypto.Signer) {
+	k, err := NewSigningKey("tmp", alg, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,13 +511,19 @@ func FuzzVerify(f *testing.F) {
 
 func BenchmarkSignRS256(b *testing.B) {
 	f := keys(b)
+	benchSign(b, f.rsGo, f.rs)
+}
+
+// benchSign measures the pure-Go key and, in the openssl build, the
+// compiled-in one, alone and from all Ps.
+func benchSign(b *testing.B, goKey, native *SigningKey) {
 	type backend struct {
 		name string
 		key  *SigningKey
 	}
-	backends := []backend{{"go", f.rsGo}}
+	backends := []backend{{"go", goKey}}
 	if Backend != "go" {
-		backends = append(backends, backend{Backend, f.rs})
+		backends = append(backends, backend{Backend, native})
 	}
 	for _, be := range backends {
 		name, key := be.name, be.key
@@ -477,12 +551,7 @@ func BenchmarkSignRS256(b *testing.B) {
 
 func BenchmarkSignES256(b *testing.B) {
 	f := keys(b)
-	c := claimsAt(now, time.Hour)
-	for b.Loop() {
-		if _, err := Sign(f.es, TypAccessToken, c); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchSign(b, f.esGo, f.es)
 }
 
 func benchVerify(b *testing.B, key *SigningKey) {

@@ -20,8 +20,8 @@ import (
 var b64 = base64.RawURLEncoding
 
 // SigningKey signs JWTs under one kid and alg. It is safe for concurrent use.
-// Keys made from an *rsa.PrivateKey hold OpenSSL memory in the openssl
-// build: Close frees it at once (a cleanup frees it otherwise).
+// Keys made from an *rsa.PrivateKey or *ecdsa.PrivateKey hold OpenSSL
+// memory in the openssl build: Close frees it at once (a cleanup frees it otherwise).
 type SigningKey struct {
 	kid    string
 	alg    Alg
@@ -29,9 +29,9 @@ type SigningKey struct {
 	close  func() error
 }
 
-// NewSigningKey wraps a private key. An *rsa.PrivateKey for RS256 goes to
-// the compiled-in backend; any other crypto.Signer (an HSM, a KMS) is called
-// as it is.
+// NewSigningKey wraps a private key. An *rsa.PrivateKey or a P-256
+// *ecdsa.PrivateKey goes to the compiled-in backend; any other
+// crypto.Signer (an HSM, a KMS) is called as it is.
 func NewSigningKey(kid string, alg Alg, priv crypto.Signer) (*SigningKey, error) {
 	if kid == "" {
 		return nil, fmt.Errorf("new %s signing key: %w: empty kid", alg, ErrBadKey)
@@ -43,13 +43,23 @@ func NewSigningKey(kid string, alg Alg, priv crypto.Signer) (*SigningKey, error)
 		return nil, fmt.Errorf("new signing key %q: %w", kid, err)
 	}
 	k := &SigningKey{kid: kid, alg: alg, signer: priv, close: func() error { return nil }}
-	if r, ok := priv.(*rsa.PrivateKey); ok {
-		s, closeFn, err := newRSASigner(r)
-		if err != nil {
-			return nil, fmt.Errorf("new signing key %q: %w", kid, err)
-		}
-		k.signer, k.close = s, closeFn
+	var (
+		native  crypto.Signer
+		closeFn func() error
+		err     error
+	)
+	switch p := priv.(type) {
+	case *rsa.PrivateKey:
+		native, closeFn, err = newRSASigner(p)
+	case *ecdsa.PrivateKey:
+		native, closeFn, err = newECSigner(p)
+	default:
+		return k, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("new signing key %q: %w", kid, err)
+	}
+	k.signer, k.close = native, closeFn
 	return k, nil
 }
 
@@ -107,7 +117,10 @@ type header struct {
 // []byte or json.RawMessage, which must already hold a JSON object. typ is
 // the typ header (TypJWT, TypAccessToken).
 func Sign(key *SigningKey, typ string, claims any) (string, error) {
-	var payload []byte
+	var (
+		payload []byte
+		checked bool // payload is known to be valid JSON
+	)
 	switch c := claims.(type) {
 	case []byte:
 		payload = c
@@ -118,12 +131,21 @@ func Sign(key *SigningKey, typ string, claims any) (string, error) {
 		if payload, err = json.Marshal(claims); err != nil {
 			return "", fmt.Errorf("sign: marshal claims: %w", err)
 		}
+		// encoding/json emits valid JSON (a Marshaler's output included)
+		// with no insignificant leading space, so one byte tells an
+		// object; a nil map gives null.
+		checked = true
 	}
 	// Verify only accepts objects; refusing here keeps us from minting
 	// tokens nobody can read.
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &obj); err != nil || obj == nil {
+	if checked && (len(payload) == 0 || payload[0] != '{') {
 		return "", fmt.Errorf("sign: claims are not a JSON object: %w", ErrMalformed)
+	}
+	if !checked {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(payload, &obj); err != nil || obj == nil {
+			return "", fmt.Errorf("sign: claims are not a JSON object: %w", ErrMalformed)
+		}
 	}
 	h, err := json.Marshal(header{Alg: key.alg, Kid: key.kid, Typ: typ})
 	if err != nil {
@@ -148,8 +170,21 @@ func Sign(key *SigningKey, typ string, claims any) (string, error) {
 // build the token themselves and take an external signer.
 func (k *SigningKey) SignInput(input []byte) ([]byte, error) { return k.sign(input) }
 
+// joseSigner is a backend that can return ECDSA signatures as r||s
+// directly, saving the ASN.1 round trip.
+type joseSigner interface {
+	signJOSE(digest []byte) ([]byte, error)
+}
+
 func (k *SigningKey) sign(input []byte) ([]byte, error) {
 	digest := sha256.Sum256(input)
+	if js, ok := k.signer.(joseSigner); ok && k.alg == ES256 {
+		sig, err := js.signJOSE(digest[:])
+		if err != nil {
+			return nil, fmt.Errorf("sign with %s key %q: %w", k.alg, k.kid, err)
+		}
+		return sig, nil
+	}
 	sig, err := k.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("sign with %s key %q: %w", k.alg, k.kid, err)

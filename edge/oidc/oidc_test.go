@@ -39,6 +39,7 @@ const testSecret = "s3cret-s3cret-s3cret-s3cret-s3cret"
 // the actors) with two clients registered in its meta key state.
 type testProvider struct {
 	srv    *httptest.Server
+	opSrv  *httptest.Server // op's client_credentials path
 	node   *cluster.Node
 	hasher *password.Hasher
 }
@@ -71,6 +72,9 @@ func startTestProvider() (*testProvider, error) {
 		{Id: "web", Public: true, DevMode: true, FirstParty: true, RedirectUris: []string{"http://127.0.0.1:9/cb"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"email"}},
 		{Id: "third", Name: "Third Party App", Public: true, DevMode: true, RedirectUris: []string{"http://127.0.0.1:9/third"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode}, Scopes: []string{"email"}},
 		{Id: "svc", SecretSha256: oidcclient.HashSecret(testSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}},
+		{Id: "svc-t", Tenant: "tenant-1", SecretSha256: oidcclient.HashSecret(testSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read", "vitals.write"}},
+		{Id: "app", SecretSha256: oidcclient.HashSecret(testSecret), RedirectUris: []string{"http://127.0.0.1:9/app"}, GrantTypes: []string{oidcclient.GrantAuthorizationCode}, Scopes: []string{"vitals.read"}},
+		{Id: "off", Disabled: true, SecretSha256: oidcclient.HashSecret(testSecret), GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}},
 	} {
 		b, _ := proto.Marshal(c)
 		if err := n.PutMetaValue(ctx, oidcclient.Key(c.Id), b); err != nil {
@@ -86,8 +90,16 @@ func startTestProvider() (*testProvider, error) {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	var secret [32]byte
 	copy(secret[:], "0123456789abcdef0123456789abcdef")
-	handler, err = New(Config{Issuer: p.srv.URL, Insecure: true, Actors: n, Meta: n, Keys: n, Passwords: hasher, Secret: secret, Logger: log})
-	if err != nil {
+	cfg := Config{Issuer: p.srv.URL, Insecure: true, Actors: n, Meta: n, Keys: n, Passwords: hasher, Secret: secret, Logger: log}
+	if handler, err = New(cfg); err != nil {
+		return nil, err
+	}
+	// The same provider with op answering client_credentials, under the
+	// same issuer: the reference for Ward's own path.
+	var opHandler http.Handler
+	p.opSrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { opHandler.ServeHTTP(w, r) }))
+	cfg.opClientCredentials = true
+	if opHandler, err = New(cfg); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -95,12 +107,17 @@ func startTestProvider() (*testProvider, error) {
 
 func (p *testProvider) token(t testing.TB, form url.Values, user, pass string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	return postToken(t, p.srv, form, user, pass)
+}
+
+func postToken(t testing.TB, srv *httptest.Server, form url.Values, user, pass string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/oauth/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if user != "" {
 		req.SetBasicAuth(user, pass)
 	}
-	resp, err := p.srv.Client().Do(req)
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

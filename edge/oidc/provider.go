@@ -1,7 +1,9 @@
 // Package oidc is Ward's OpenID Connect provider edge: zitadel/oidc's op
 // serves the protocol (discovery, authorize, token, userinfo,
 // introspection, revocation, end_session, JWKS), its Storage is Ward's
-// actors and key state (storage.go), and the login page (login.go) is ours.
+// actors and key state (storage.go), and the login page (login.go) is ours,
+// as is the client_credentials grant (client_credentials.go), the hot path
+// of service accounts and gateways.
 //
 // Paths (all under the issuer):
 //
@@ -85,6 +87,9 @@ type Config struct {
 	Now    func() time.Time
 
 	loginPath string
+	// opClientCredentials leaves the client_credentials grant to op, for
+	// the test that holds Ward's own path to op's tokens.
+	opClientCredentials bool
 }
 
 func (c *Config) now() time.Time {
@@ -181,7 +186,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /login/consent", l.decide)
 	mux.HandleFunc("GET /logged-out", l.loggedOut)
 	mux.Handle("/", provider)
-	return securityHeaders(tokenGuard(mux)), nil
+	return securityHeaders(tokenGuard(st, mux)), nil
 }
 
 // maxTokenForm bounds a token, introspection or revocation request body.
@@ -190,14 +195,22 @@ const maxTokenForm = 64 << 10
 // tokenGuard bounds the body of the OAuth endpoints and refuses a JWT
 // bearer grant whose assertion is not a compact JWS of JSON objects before
 // op sees it: op answers such input with a server_error, and bad input is
-// the client's error (RFC 7523 §3.1: invalid_grant).
-func tokenGuard(next http.Handler) http.Handler {
+// the client's error (RFC 7523 §3.1: invalid_grant). The client_credentials
+// grant it answers itself (client_credentials.go).
+func tokenGuard(st *storage, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/oauth/") && r.URL.Path != "/revoke" {
 			next.ServeHTTP(w, r)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
+		if r.URL.RawQuery != "" && r.Method == http.MethodPost {
+			// RFC 6749 §2.3.1, §3.2: parameters (a client secret among
+			// them) belong in the body; op would also read them from the
+			// URL, which proxies and access logs keep.
+			oauthError(w, "invalid_request", "parameters must be sent in the request body, not the URL")
+			return
+		}
 		if r.Method == http.MethodPost && r.URL.Path == "/oauth/token" {
 			if err := r.ParseForm(); err != nil {
 				oauthError(w, "invalid_request", "the request body could not be read")
@@ -205,6 +218,10 @@ func tokenGuard(next http.Handler) http.Handler {
 			}
 			if r.PostForm.Get("grant_type") == string(zoidc.GrantTypeBearer) && !isCompactJWS(r.PostForm.Get("assertion")) {
 				oauthError(w, "invalid_grant", "assertion is not a signed JWT")
+				return
+			}
+			if isClientCredentials(r) && !st.cfg.opClientCredentials {
+				st.clientCredentials(w, r)
 				return
 			}
 		}
@@ -231,11 +248,15 @@ func isCompactJWS(s string) bool {
 	return true
 }
 
-// oauthError writes an RFC 6749 §5.2 error.
+// oauthError writes an RFC 6749 §5.2 error with status 400.
 func oauthError(w http.ResponseWriter, code, description string) {
+	oauthErrorStatus(w, http.StatusBadRequest, code, description)
+}
+
+func oauthErrorStatus(w http.ResponseWriter, status int, code, description string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusBadRequest)
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 

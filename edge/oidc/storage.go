@@ -140,7 +140,7 @@ func (s *storage) ClientCredentialsTokenRequest(ctx context.Context, clientID st
 		return nil, err
 	}
 	for _, sc := range scopes {
-		if sc == "openid" || sc == "offline_access" || !oidcclient.AllowsScope(c, sc) {
+		if !oidcclient.ServiceScope(c, sc) {
 			return nil, zoidc.ErrInvalidScope().WithDescription("scope %q is not allowed for this client", sc)
 		}
 	}
@@ -332,7 +332,7 @@ func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (s
 	}
 	// Service accounts (client credentials, JWT profile) have no session:
 	// their tokens live out their 15 minutes.
-	return "svc:" + uuid.NewString(), s.cfg.now().Add(s.cfg.AccessTTL), nil
+	return serviceTokenID(), s.cfg.now().Add(s.cfg.AccessTTL), nil
 }
 
 func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, currentRefreshToken string) (string, string, time.Time, error) {

@@ -1,0 +1,231 @@
+package oidc
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardhq/ward/edge/jose"
+)
+
+func jwtParts(t *testing.T, tok string) (header, claims map[string]any) {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", tok)
+	}
+	for i, into := range []*map[string]any{&header, &claims} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return header, claims
+}
+
+func keysOf(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// TestClientCredentialsMatchesOp holds Ward's own client_credentials path
+// to op's: for the same requests, the same answers and the same token
+// header and claims (up to the token id and the clock).
+func TestClientCredentialsMatchesOp(t *testing.T) {
+	p := newTestProvider(t)
+	type req struct {
+		name       string
+		form       url.Values
+		user, pass string
+		// wardError is set where Ward answers differently on purpose.
+		wardError string
+	}
+	cc := func(kv ...string) url.Values {
+		v := url.Values{"grant_type": {"client_credentials"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	for _, tc := range []req{
+		{"basic, no scope", cc(), "svc", testSecret, ""},
+		{"basic, scope", cc("scope", "vitals.read"), "svc", testSecret, ""},
+		{"body auth", cc("client_id", "svc", "client_secret", testSecret, "scope", "vitals.read"), "", "", ""},
+		{"tenant, two scopes", cc("scope", "vitals.read vitals.write"), "svc-t", testSecret, ""},
+		{"basic, same client_id in body", cc("client_id", "svc"), "svc", testSecret, ""},
+		{"form-encoded basic parts", cc(), url.QueryEscape("svc-t"), url.QueryEscape(testSecret), ""},
+		{"bad secret", cc(), "svc", "wrong", ""},
+		{"unknown client", cc(), "nobody", "x", ""},
+		{"no credentials", cc(), "", "", ""},
+		{"body id without secret", cc("client_id", "svc"), "", "", ""},
+		{"public client", cc("client_id", "web"), "", "", ""},
+		{"disabled client", cc(), "off", testSecret, ""},
+		// op wraps every storage refusal in invalid_client; RFC 6749 §5.2
+		// has unauthorized_client for an authenticated client without
+		// the grant.
+		{"grant not allowed", cc(), "app", testSecret, "unauthorized_client"},
+		{"scope not allowed", cc("scope", "root"), "svc", testSecret, ""},
+		{"openid", cc("scope", "openid"), "svc", testSecret, ""},
+		{"offline_access", cc("scope", "vitals.read offline_access"), "svc-t", testSecret, ""},
+		{"oversized client id", cc(), strings.Repeat("x", 4096), "x", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wc, wout, wh := postToken(t, p.srv, tc.form, tc.user, tc.pass)
+			oc, oout, _ := postToken(t, p.opSrv, tc.form, tc.user, tc.pass)
+			if tc.wardError != "" {
+				if wc != http.StatusBadRequest || wout["error"] != tc.wardError || oout["error"] == nil {
+					t.Fatalf("ward %d %v, op %d %v", wc, wout, oc, oout)
+				}
+			} else if wc != oc || wout["error"] != oout["error"] {
+				t.Fatalf("ward %d %v, op %d %v", wc, wout, oc, oout)
+			}
+			if !strings.HasPrefix(wh.Get("Content-Type"), "application/json") || wh.Get("Cache-Control") != "no-store" {
+				t.Errorf("headers %v", wh)
+			}
+			if wc == http.StatusUnauthorized && !strings.HasPrefix(wh.Get("WWW-Authenticate"), "Basic ") {
+				t.Errorf("401 without a Basic challenge: %v", wh)
+			}
+			if wc != http.StatusOK {
+				if wout["access_token"] != nil || wout["error_description"] == "" {
+					t.Errorf("error answer %v", wout)
+				}
+				return
+			}
+			if !slices.Equal(keysOf(wout), keysOf(oout)) || wout["token_type"] != oout["token_type"] || wout["scope"] != oout["scope"] {
+				t.Errorf("answers differ:\nward %v\nop   %v", wout, oout)
+			}
+			// op computes expires_in from its own clock after the fact and
+			// truncates (899); Ward's is the lifetime.
+			if we, oe := wout["expires_in"].(float64), oout["expires_in"].(float64); we != 900 || math.Abs(we-oe) > 1 {
+				t.Errorf("expires_in ward %v op %v", we, oe)
+			}
+			wt, ot := wout["access_token"].(string), oout["access_token"].(string)
+			whd, wcl := jwtParts(t, wt)
+			ohd, ocl := jwtParts(t, ot)
+			if !slices.Equal(keysOf(whd), keysOf(ohd)) {
+				t.Errorf("headers differ: ward %v op %v", whd, ohd)
+			}
+			for _, k := range keysOf(ohd) {
+				if whd[k] != ohd[k] {
+					t.Errorf("header %s: ward %v op %v", k, whd[k], ohd[k])
+				}
+			}
+			if !slices.Equal(keysOf(wcl), keysOf(ocl)) {
+				t.Fatalf("claims differ:\nward %v\nop   %v", wcl, ocl)
+			}
+			for _, k := range keysOf(ocl) {
+				switch k {
+				case "jti":
+					w, o := wcl[k].(string), ocl[k].(string)
+					if !strings.HasPrefix(w, "svc:") || !strings.HasPrefix(o, "svc:") || w == o {
+						t.Errorf("jti ward %q op %q", w, o)
+					}
+				case "iat", "nbf", "exp":
+					if math.Abs(wcl[k].(float64)-ocl[k].(float64)) > 2 {
+						t.Errorf("%s ward %v op %v", k, wcl[k], ocl[k])
+					}
+				default:
+					if toJSON(wcl[k]) != toJSON(ocl[k]) {
+						t.Errorf("claim %s: ward %v op %v", k, wcl[k], ocl[k])
+					}
+				}
+			}
+			if wcl["exp"].(float64)-wcl["iat"].(float64) != 900 {
+				t.Errorf("lifetime %v", wcl["exp"].(float64)-wcl["iat"].(float64))
+			}
+			verifyAtJWKS(t, p, wt)
+		})
+	}
+}
+
+// verifyAtJWKS checks tok against the keys the provider publishes.
+func verifyAtJWKS(t *testing.T, p *testProvider, tok string) {
+	t.Helper()
+	resp, err := p.srv.Client().Get(p.srv.URL + "/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jwks jose.JWKS
+	if err := json.NewDecoder(resp.Body).Decode(&jwks); err != nil {
+		t.Fatal(err)
+	}
+	set, err := jwks.KeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jose.Verify(tok, set, []jose.Alg{jose.RS256, jose.ES256}, time.Now()); err != nil {
+		t.Errorf("token does not verify at JWKS: %v", err)
+	}
+}
+
+// TestClientCredentialsRefusals: what Ward's path refuses beyond op's
+// (repeated parameters, two authentication methods, a URL query), each
+// in RFC 6749's error shape and without a token.
+func TestClientCredentialsRefusals(t *testing.T) {
+	p := newTestProvider(t)
+	for _, tc := range []struct {
+		name   string
+		body   string
+		query  string
+		auth   string
+		status int
+		want   string
+	}{
+		{"repeated scope", "grant_type=client_credentials&scope=vitals.read&scope=root", "", basic("svc", testSecret), 400, "invalid_request"},
+		{"repeated grant", "grant_type=client_credentials&grant_type=password", "", basic("svc", testSecret), 400, "invalid_request"},
+		{"basic and body secret", "grant_type=client_credentials&client_secret=" + testSecret, "", basic("svc", testSecret), 400, "invalid_request"},
+		{"basic and other client_id", "grant_type=client_credentials&client_id=svc-t", "", basic("svc", testSecret), 400, "invalid_request"},
+		{"bearer header", "grant_type=client_credentials", "", "Bearer abc", 401, "invalid_client"},
+		{"bad escape in basic", "grant_type=client_credentials", "", basic("svc", "%zz"), 401, "invalid_client"},
+		{"secret in the URL", "grant_type=client_credentials", "client_id=svc&client_secret=" + testSecret, "", 400, "invalid_request"},
+		{"empty scope token list", "grant_type=client_credentials&scope=+++", "", basic("svc", testSecret), 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := p.srv.URL + "/oauth/token"
+			if tc.query != "" {
+				u += "?" + tc.query
+			}
+			req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := p.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status || (tc.want != "" && out["error"] != tc.want) {
+				t.Fatalf("%d %v, want %d %s", resp.StatusCode, out, tc.status, tc.want)
+			}
+			if tc.want != "" && out["access_token"] != nil {
+				t.Fatalf("token issued: %v", out)
+			}
+			if tc.want == "" && out["scope"] != nil {
+				t.Errorf("scope %v from blanks", out["scope"])
+			}
+		})
+	}
+}
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}

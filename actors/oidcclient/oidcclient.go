@@ -177,6 +177,52 @@ func ServiceScope(c *protocol.OIDCClient, scope string) bool {
 	return scope != "openid" && scope != "offline_access" && AllowsScope(c, scope)
 }
 
+// Assertion is what a client's signed assertion (private_key_jwt, RFC 7523
+// §2.2) says, once its signature has been checked against one of the
+// client's keys. Absent times are zero.
+type Assertion struct {
+	Issuer, Subject, JTI string
+	Audience             []string
+	Expiry, IssuedAt     time.Time
+}
+
+// MaxAssertionLife bounds how long an assertion may live, from its iat (or
+// from now, without one): it is remembered as used until it expires, so a
+// long-lived one would be a long-lived credential and a long-kept entry.
+const MaxAssertionLife = 10 * time.Minute
+
+// ErrBadAssertion: a verified assertion that does not authenticate the
+// client (the edge answers invalid_client).
+var ErrBadAssertion = errors.New("client assertion refused")
+
+// CheckAssertion decides whether a, verified with one of c's keys, lets c
+// authenticate at an endpoint known by audiences (the issuer, the token
+// endpoint): issued by c about itself (RFC 7523 §3: iss and sub are the
+// client id), for this provider, naming a jti (so it can be used once),
+// short-lived. Expiry itself is checked with the signature.
+func CheckAssertion(c *protocol.OIDCClient, a Assertion, audiences []string, now time.Time) error {
+	switch {
+	case c.GetPublic() || c.GetDisabled() || len(c.GetKeys()) == 0:
+		return fmt.Errorf("%w: client %s does not authenticate with keys", ErrBadAssertion, c.GetId())
+	case a.Issuer != c.GetId() || a.Subject != c.GetId():
+		return fmt.Errorf("%w: iss and sub must both be the client id", ErrBadAssertion)
+	case !slices.ContainsFunc(a.Audience, func(aud string) bool { return slices.Contains(audiences, aud) }):
+		return fmt.Errorf("%w: aud must name this provider", ErrBadAssertion)
+	case a.JTI == "":
+		return fmt.Errorf("%w: jti is required", ErrBadAssertion)
+	case a.Expiry.IsZero():
+		return fmt.Errorf("%w: exp is required", ErrBadAssertion)
+	}
+	from := now
+	if !a.IssuedAt.IsZero() && a.IssuedAt.Before(now) {
+		from = a.IssuedAt
+	}
+	if a.Expiry.Sub(from) > MaxAssertionLife {
+		return fmt.Errorf("%w: lives longer than %s", ErrBadAssertion, MaxAssertionLife)
+	}
+	return nil
+}
+
 // Why an authorization request is refused; the edge maps each to its
 // OAuth error (unauthorized_client, invalid_request, invalid_scope).
 var (

@@ -237,3 +237,34 @@ func TestClientKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAssertion(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	c := &protocol.OIDCClient{Id: "svc", GrantTypes: []string{GrantClientCredentials}, Keys: []*protocol.OIDCClientKey{{Kid: "k1"}}}
+	aud := []string{"https://id.example", "https://id.example/oauth/token"}
+	good := Assertion{Issuer: "svc", Subject: "svc", JTI: "j1", Audience: []string{"https://id.example/oauth/token"}, Expiry: now.Add(5 * time.Minute), IssuedAt: now}
+	if err := CheckAssertion(c, good, aud, now); err != nil {
+		t.Fatalf("good assertion: %v", err)
+	}
+	mod := func(f func(a *Assertion)) Assertion { a := good; f(&a); return a }
+	for name, tc := range map[string]struct {
+		c *protocol.OIDCClient
+		a Assertion
+	}{
+		"other issuer":        {c, mod(func(a *Assertion) { a.Issuer = "x" })},
+		"other subject":       {c, mod(func(a *Assertion) { a.Subject = "x" })},
+		"other audience":      {c, mod(func(a *Assertion) { a.Audience = []string{"https://evil.example"} })},
+		"no audience":         {c, mod(func(a *Assertion) { a.Audience = nil })},
+		"no jti":              {c, mod(func(a *Assertion) { a.JTI = "" })},
+		"no exp":              {c, mod(func(a *Assertion) { a.Expiry = time.Time{} })},
+		"too long":            {c, mod(func(a *Assertion) { a.Expiry = now.Add(MaxAssertionLife + time.Second) })},
+		"too long from iat":   {c, mod(func(a *Assertion) { a.IssuedAt = now.Add(-8 * time.Minute); a.Expiry = now.Add(3 * time.Minute) })},
+		"public client":       {&protocol.OIDCClient{Id: "svc", Public: true, Keys: c.Keys}, good},
+		"disabled client":     {&protocol.OIDCClient{Id: "svc", Disabled: true, Keys: c.Keys}, good},
+		"client without keys": {&protocol.OIDCClient{Id: "svc"}, good},
+	} {
+		if err := CheckAssertion(tc.c, tc.a, aud, now); !errors.Is(err, ErrBadAssertion) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/assertion"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -166,7 +167,7 @@ func startCluster3() (*cluster3, error) {
 		}
 		gossip = append(gossip, a)
 	}
-	kinds := []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind}
+	kinds := []actors.Kind{authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind, assertion.Kind}
 	for i := range cluster3Size {
 		store, err := persistence.Open(filepath.Join(dir, fmt.Sprintf("n%d", i+1)), persistence.Options{Logger: log})
 		if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wardhq/ward/actors/assertion"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -110,7 +111,7 @@ func provider(b *testing.B) *bench {
 
 func start() (*bench, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, stop, err := clustertest.OneNode(authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind)
+	n, stop, err := clustertest.OneNode(authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind, assertion.Kind)
 	if err != nil {
 		return nil, err
 	}

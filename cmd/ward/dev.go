@@ -21,6 +21,7 @@ import (
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/actors/apikey"
+	"github.com/wardhq/ward/actors/assertion"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -82,7 +83,7 @@ type nodeConfig struct {
 
 // kinds are the actor kinds every node hosts.
 var kinds = []actors.Kind{
-	session.Kind, usersessions.Kind, register.Kind, authrequest.Kind, consent.Kind, user.Kind, emailindex.Kind, tenant.Kind, usertenants.Kind,
+	session.Kind, usersessions.Kind, register.Kind, authrequest.Kind, consent.Kind, assertion.Kind, user.Kind, emailindex.Kind, tenant.Kind, usertenants.Kind,
 	apikey.Kind, apikey.IndexKind,
 }
 

@@ -1,18 +1,25 @@
 package oidc
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/assertion"
 	"github.com/wardhq/ward/actors/oidcclient"
 	wjose "github.com/wardhq/ward/edge/jose"
+	"github.com/wardhq/ward/protocol"
 )
 
 // The client_credentials grant (RFC 6749 §4.4) is answered here rather than
@@ -21,8 +28,9 @@ import (
 // (reflection-driven form decoding, claims merged through maps, a go-jose
 // signer built per token) cost as much CPU as the signature itself. The
 // decisions stay in actors/oidcclient; the token has the same claims as
-// op's (a differential test holds them together). Requests that
-// authenticate with a client assertion still go to op.
+// op's (a differential test holds them together). Clients authenticate by
+// secret or by private_key_jwt, which op's client_credentials path did not
+// implement although discovery advertises it.
 
 // serviceClaims are a client_credentials access token's claims: op's
 // access-token claims plus Ward's tid and scope (RFC 9068 §2.2.3).
@@ -53,9 +61,7 @@ func serviceTokenID() string { return "svc:" + uuid.NewString() }
 // isClientCredentials reports whether tokenGuard hands r (its form parsed)
 // to clientCredentials.
 func isClientCredentials(r *http.Request) bool {
-	f := r.PostForm
-	return f.Get("grant_type") == string(zoidc.GrantTypeClientCredentials) &&
-		!f.Has("client_assertion") && !f.Has("client_assertion_type")
+	return r.PostForm.Get("grant_type") == string(zoidc.GrantTypeClientCredentials)
 }
 
 func (s *storage) clientCredentials(w http.ResponseWriter, r *http.Request) {
@@ -67,20 +73,12 @@ func (s *storage) clientCredentials(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id, secret, ok := s.clientAuth(w, r)
+	now := s.cfg.now()
+	c, ok := s.authenticateClient(w, r, now)
 	if !ok {
 		return
 	}
-	c, err := s.client(id)
-	if err != nil {
-		s.tokenFailure(w, err)
-		return
-	}
-	now := s.cfg.now()
-	if !oidcclient.VerifySecret(c, secret, now) {
-		clientError(w, "client authentication failed")
-		return
-	}
+	id := c.GetId()
 	if !oidcclient.AllowsGrant(c, oidcclient.GrantClientCredentials) {
 		oauthErrorStatus(w, http.StatusBadRequest, "unauthorized_client", "client is not allowed the client_credentials grant")
 		return
@@ -120,35 +118,178 @@ func (s *storage) clientCredentials(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// clientAuth reads the client's id and secret from HTTP Basic (RFC 6749
-// §2.3.1, form-encoded parts) or from the body, never both. It answers the
-// request itself when it returns false.
-func (s *storage) clientAuth(w http.ResponseWriter, r *http.Request) (id, secret string, ok bool) {
+// authenticateClient finds the calling client by exactly one method: a
+// secret (HTTP Basic, RFC 6749 §2.3.1 with form-encoded parts, or
+// client_secret_post) or a signed assertion (private_key_jwt). It answers
+// the request itself when it returns false.
+func (s *storage) authenticateClient(w http.ResponseWriter, r *http.Request, now time.Time) (*protocol.OIDCClient, bool) {
 	form := r.PostForm
-	if _, has := r.Header["Authorization"]; !has {
-		return form.Get("client_id"), form.Get("client_secret"), true
+	_, hasAuthz := r.Header["Authorization"]
+	if form.Has("client_assertion") || form.Has("client_assertion_type") {
+		if hasAuthz || form.Has("client_secret") {
+			oauthError(w, "invalid_request", "more than one client authentication method")
+			return nil, false
+		}
+		if form.Get("client_assertion_type") != zoidc.ClientAssertionTypeJWTAssertion {
+			oauthError(w, "invalid_request", "client_assertion_type must be "+zoidc.ClientAssertionTypeJWTAssertion)
+			return nil, false
+		}
+		c, err := s.clientByAssertion(r.Context(), form.Get("client_assertion"), form.Get("client_id"), now)
+		if err != nil {
+			s.tokenFailure(w, err)
+			return nil, false
+		}
+		return c, true
 	}
-	u, p, basic := r.BasicAuth()
-	if !basic {
-		clientError(w, "unsupported authorization header")
-		return "", "", false
+	id, secret := form.Get("client_id"), form.Get("client_secret")
+	if hasAuthz {
+		u, p, basic := r.BasicAuth()
+		if !basic {
+			clientError(w, "unsupported authorization header")
+			return nil, false
+		}
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(u)
+		secret, err2 = url.QueryUnescape(p)
+		if err1 != nil || err2 != nil {
+			clientError(w, "invalid basic auth header")
+			return nil, false
+		}
+		if form.Has("client_secret") {
+			oauthError(w, "invalid_request", "more than one client authentication method")
+			return nil, false
+		}
+		if form.Has("client_id") && form.Get("client_id") != id {
+			oauthError(w, "invalid_request", "client_id does not match the authenticated client")
+			return nil, false
+		}
 	}
-	var err1, err2 error
-	id, err1 = url.QueryUnescape(u)
-	secret, err2 = url.QueryUnescape(p)
-	if err1 != nil || err2 != nil {
-		clientError(w, "invalid basic auth header")
-		return "", "", false
+	c, err := s.client(id)
+	if err != nil {
+		s.tokenFailure(w, err)
+		return nil, false
 	}
-	if form.Has("client_secret") {
-		oauthError(w, "invalid_request", "more than one client authentication method")
-		return "", "", false
+	if !oidcclient.VerifySecret(c, secret, now) {
+		clientError(w, "client authentication failed")
+		return nil, false
 	}
-	if form.Has("client_id") && form.Get("client_id") != id {
-		oauthError(w, "invalid_request", "client_id does not match the authenticated client")
-		return "", "", false
+	return c, true
+}
+
+// clientByAssertion authenticates a client by a JWT signed with one of its
+// registered keys (RFC 7523 §2.2, §3): the signature with edge/jose's
+// pinned algorithms, the claims by oidcclient.CheckAssertion, and single
+// use by the client's assertion actor, on whichever node it is presented.
+func (s *storage) clientByAssertion(ctx context.Context, jwt, clientID string, now time.Time) (*protocol.OIDCClient, error) {
+	bad := func(why string) error { return zoidc.ErrInvalidClient().WithDescription("client assertion: %s", why) }
+	if jwt == "" || len(jwt) > wjose.MaxTokenSize {
+		return nil, bad("empty or oversized")
 	}
-	return id, secret, true
+	// The client (whose keys verify the signature) is client_id or, as
+	// RFC 7523 allows it to be left out, the unverified sub; both are
+	// checked against the verified claims below.
+	if clientID == "" {
+		clientID = peekSubject(jwt)
+	}
+	c, err := s.client(clientID)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := clientKeySet(c, now)
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	tok, err := wjose.Verify(jwt, keys, []wjose.Alg{wjose.RS256, wjose.ES256}, now)
+	if err != nil {
+		return nil, bad(err.Error())
+	}
+	a := oidcclient.Assertion{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt}
+	a.Issuer, _ = tok.Claims["iss"].(string)
+	a.Subject, _ = tok.Claims["sub"].(string)
+	a.JTI, _ = tok.Claims["jti"].(string)
+	switch aud := tok.Claims["aud"].(type) {
+	case string:
+		a.Audience = []string{aud}
+	case []any:
+		for _, x := range aud {
+			if s, ok := x.(string); ok {
+				a.Audience = append(a.Audience, s)
+			}
+		}
+	}
+	issuer := strings.TrimSuffix(s.cfg.Issuer, "/")
+	if err := oidcclient.CheckAssertion(c, a, []string{issuer, issuer + "/", issuer + "/oauth/token"}, now); err != nil {
+		return nil, bad(strings.TrimPrefix(err.Error(), oidcclient.ErrBadAssertion.Error()+": "))
+	}
+	_, err = s.request(ctx, assertion.KindName, c.GetId(), &protocol.UseAssertion{Jti: a.JTI, ExpiresUnixNano: a.Expiry.UnixNano()})
+	if err == nil {
+		return c, nil
+	}
+	var refused *actors.Error
+	if errors.As(err, &refused) {
+		switch refused.Code {
+		case protocol.ErrorCode_ERROR_CODE_ALREADY_EXISTS:
+			return nil, bad("used already")
+		case protocol.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED, protocol.ErrorCode_ERROR_CODE_INVALID_ARGUMENT:
+			return nil, bad(refused.Msg)
+		}
+	}
+	return nil, fmt.Errorf("record client assertion: %w", err)
+}
+
+// peekSubject reads sub from a JWT's payload without verifying anything:
+// only to pick whose keys to verify with.
+func peekSubject(jwt string) string {
+	parts := strings.SplitN(jwt, ".", 3)
+	if len(parts) != 3 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return c.Sub
+}
+
+// clientKeySet is c's unexpired keys for edge/jose. A JWK without alg gets
+// the one algorithm Ward accepts for its key type, so pinning holds.
+func clientKeySet(c *protocol.OIDCClient, now time.Time) (*wjose.KeySet, error) {
+	var keys []wjose.PublicKey
+	for _, k := range c.GetKeys() {
+		if k.GetExpiresUnixNano() != 0 && now.UnixNano() >= k.GetExpiresUnixNano() {
+			continue
+		}
+		var j wjose.JWK
+		if err := json.Unmarshal(k.GetJwkJson(), &j); err != nil {
+			return nil, fmt.Errorf("key %s: %w", k.GetKid(), err)
+		}
+		if j.Kid == "" {
+			j.Kid = k.GetKid()
+		}
+		if j.Alg == "" {
+			switch j.Kty {
+			case "RSA":
+				j.Alg = wjose.RS256
+			case "EC":
+				j.Alg = wjose.ES256
+			}
+		}
+		pk, err := j.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, pk)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("the client has no current keys")
+	}
+	return wjose.NewKeySet(keys...)
 }
 
 // tokenFailure answers err: an OAuth error from the storage as it is, any

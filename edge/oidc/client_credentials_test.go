@@ -1,8 +1,15 @@
 package oidc
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -11,7 +18,12 @@ import (
 	"testing"
 	"time"
 
+	gojose "github.com/go-jose/go-jose/v4"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardhq/ward/actors/oidcclient"
 	"github.com/wardhq/ward/edge/jose"
+	"github.com/wardhq/ward/protocol"
 )
 
 func jwtParts(t *testing.T, tok string) (header, claims map[string]any) {
@@ -228,4 +240,123 @@ func TestClientCredentialsRefusals(t *testing.T) {
 
 func basic(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// TestClientCredentialsPrivateKeyJWT: a service account authenticates with
+// an assertion signed by its registered key (RFC 7523 §2.2); each
+// assertion works once, and every other shape is invalid_client or
+// invalid_request, without a token.
+func TestClientCredentialsPrivateKeyJWT(t *testing.T) {
+	p := newTestProvider(t)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No alg in the registered JWK: P-256 can only mean ES256.
+	pubJWK, err := (&gojose.JSONWebKey{Key: &priv.PublicKey, KeyID: "k1", Use: "sig"}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &protocol.OIDCClient{Id: "svc-key", Tenant: "tenant-1", GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"},
+		Keys: []*protocol.OIDCClientKey{{Kid: "k1", JwkJson: pubJWK}}}
+	if err := oidcclient.Validate(c); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.Marshal(c)
+	if err := p.node.PutMetaValue(context.Background(), oidcclient.Key("svc-key"), b); err != nil {
+		t.Fatal(err)
+	}
+	key, err := jose.NewSigningKey("k1", jose.ES256, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPriv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := jose.NewSigningKey("k1", jose.ES256, otherPriv)
+	n := 0
+	claims := func(mod func(map[string]any)) map[string]any {
+		n++
+		now := time.Now()
+		c := map[string]any{"iss": "svc-key", "sub": "svc-key", "aud": p.srv.URL + "/oauth/token", "jti": fmt.Sprintf("jti-%d-%d", now.UnixNano(), n),
+			"iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix()}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	sign := func(k *jose.SigningKey, c map[string]any) string {
+		tok, err := jose.Sign(k, jose.TypJWT, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	form := func(assertion string, kv ...string) url.Values {
+		v := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {assertion}, "scope": {"vitals.read"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+
+	good := sign(key, claims(nil))
+	code, out, _ := p.token(t, form(good), "", "")
+	if code != 200 || out["access_token"] == nil {
+		t.Fatalf("private_key_jwt: %d %v", code, out)
+	}
+	_, cl := jwtParts(t, out["access_token"].(string))
+	if cl["sub"] != "svc-key" || cl["client_id"] != "svc-key" || cl["tid"] != "tenant-1" || cl["scope"] != "vitals.read" {
+		t.Errorf("claims %v", cl)
+	}
+	verifyAtJWKS(t, p, out["access_token"].(string))
+	if code, out, _ := p.token(t, form(good), "", ""); code != 401 || out["error"] != "invalid_client" || !strings.Contains(out["error_description"].(string), "used already") {
+		t.Errorf("replayed assertion: %d %v", code, out)
+	}
+	if code, out, _ := p.token(t, form(sign(key, claims(func(c map[string]any) { c["aud"] = []string{"https://x.example", p.srv.URL} })), "client_id", "svc-key"), "", ""); code != 200 {
+		t.Errorf("issuer audience in a list, with client_id: %d %v", code, out)
+	}
+
+	hs256 := func() string { // HS256 keyed with the public key's bytes
+		h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","kid":"k1"}`))
+		pl, _ := json.Marshal(claims(nil))
+		in := h + "." + base64.RawURLEncoding.EncodeToString(pl)
+		m := hmac.New(sha256.New, pubJWK)
+		m.Write([]byte(in))
+		return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	none := func() string {
+		pl, _ := json.Marshal(claims(nil))
+		return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + base64.RawURLEncoding.EncodeToString(pl) + "."
+	}
+	for _, tc := range []struct {
+		name       string
+		form       url.Values
+		user, pass string
+		status     int
+		want       string
+	}{
+		{"another key", form(sign(other, claims(nil))), "", "", 401, "invalid_client"},
+		{"alg none", form(none()), "", "", 401, "invalid_client"},
+		{"HS256 with the public key", form(hs256()), "", "", 401, "invalid_client"},
+		{"wrong audience", form(sign(key, claims(func(c map[string]any) { c["aud"] = "https://elsewhere.example" }))), "", "", 401, "invalid_client"},
+		{"no jti", form(sign(key, claims(func(c map[string]any) { delete(c, "jti") }))), "", "", 401, "invalid_client"},
+		{"expired", form(sign(key, claims(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }))), "", "", 401, "invalid_client"},
+		{"lives an hour", form(sign(key, claims(func(c map[string]any) { c["exp"] = time.Now().Add(time.Hour).Unix() }))), "", "", 401, "invalid_client"},
+		{"iss is another client", form(sign(key, claims(func(c map[string]any) { c["iss"] = "svc" }))), "", "", 401, "invalid_client"},
+		{"client_id of another client", form(sign(key, claims(nil)), "client_id", "svc"), "", "", 401, "invalid_client"},
+		{"a secret client's assertion", form(sign(key, claims(func(c map[string]any) { c["iss"], c["sub"] = "svc", "svc" }))), "", "", 401, "invalid_client"},
+		{"garbage", form("e30.e30.AAAA"), "", "", 401, "invalid_client"},
+		{"empty", form(""), "", "", 401, "invalid_client"},
+		{"assertion and basic", form(sign(key, claims(nil))), "svc", testSecret, 400, "invalid_request"},
+		{"assertion and client_secret", form(sign(key, claims(nil)), "client_secret", testSecret), "", "", 400, "invalid_request"},
+		{"wrong assertion type", form(sign(key, claims(nil)), "client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"), "", "", 400, "invalid_request"},
+	} {
+		code, out, h := p.token(t, tc.form, tc.user, tc.pass)
+		if code != tc.status || out["error"] != tc.want || out["access_token"] != nil {
+			t.Errorf("%s: %d %v, want %d %s", tc.name, code, out, tc.status, tc.want)
+		}
+		if code == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("%s: no challenge", tc.name)
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wardhq/ward/actors/assertion"
 	"github.com/wardhq/ward/actors/authrequest"
 	"github.com/wardhq/ward/actors/consent"
 	"github.com/wardhq/ward/actors/emailindex"
@@ -63,7 +64,7 @@ func newTestProvider(t testing.TB) *testProvider {
 
 func startTestProvider() (*testProvider, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, _, err := clustertest.OneNode(authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind)
+	n, _, err := clustertest.OneNode(authrequest.Kind, session.Kind, usersessions.Kind, user.Kind, emailindex.Kind, consent.Kind, assertion.Kind)
 	if err != nil {
 		return nil, err
 	}

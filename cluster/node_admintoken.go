@@ -5,8 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/http"
 
 	"github.com/wardhq/ward/cluster/meta"
+	"github.com/wardhq/ward/protocol"
 )
 
 // adminTokenKey is the meta key of the cluster's operator token: the bearer
@@ -35,19 +38,77 @@ func (n *Node) AdminToken() (string, error) {
 	return string(v), nil
 }
 
+func newAdminToken() ([]byte, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	return []byte(AdminTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])), nil
+}
+
 // ensureAdminToken creates the operator token if the cluster has none. Only
 // the meta leader can; the write is a compare-and-set on absence, so two
 // leaders in turn never replace one another's token.
 func (n *Node) ensureAdminToken(ctx context.Context) error {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	tok, err := newAdminToken()
+	if err != nil {
 		return err
 	}
-	_, err := n.PutMetaValueIfAbsent(ctx, adminTokenKey, []byte(AdminTokenPrefix+base64.RawURLEncoding.EncodeToString(b[:])))
+	_, err = n.PutMetaValueIfAbsent(ctx, adminTokenKey, tok)
 	if errors.Is(err, meta.ErrNotLeader) {
 		return nil
 	}
 	return err
+}
+
+// AdminTokenRotatePath replaces the operator token (POST; answer
+// AdminTokenAnswer).
+const AdminTokenRotatePath = "/cluster/admin-token/rotate"
+
+// AdminTokenAnswer carries a new operator token, shown once.
+type AdminTokenAnswer struct {
+	Token string `json:"token"`
+}
+
+// RotateAdminToken replaces the operator token with a new random one and
+// returns it; the old one stops working at once on every node as it
+// applies the change (for a token that leaked, or whose holder left). The
+// meta leader writes it as a compare-and-set on the current value; any
+// other node forwards, then waits until its own replica has the new token,
+// so the caller can use it here at once. Nodes rewrite <data>/admin-token.
+func (n *Node) RotateAdminToken(ctx context.Context) (string, error) {
+	if !n.meta.IsLeader() {
+		var ans AdminTokenAnswer
+		if err := n.forwardMeta(ctx, http.MethodPost, AdminTokenRotatePath, nil, &ans); err != nil {
+			return "", err
+		}
+		changes, cancel := n.meta.Changes()
+		defer cancel()
+		for {
+			if cur, err := n.AdminToken(); err == nil && cur == ans.Token {
+				return ans.Token, nil
+			}
+			select {
+			case <-changes:
+			case <-ctx.Done():
+				return "", fmt.Errorf("cluster: operator token rotated but not yet applied on %s: %w", n.cfg.Name, ctx.Err())
+			}
+		}
+	}
+	cur, ok := n.meta.Value(adminTokenKey)
+	if !ok || len(cur) == 0 {
+		return "", ErrNoAdminToken
+	}
+	tok, err := newAdminToken()
+	if err != nil {
+		return "", err
+	}
+	if err := n.meta.Apply(ctx, &protocol.MetaCommand{Command: &protocol.MetaCommand_Put{Put: &protocol.MetaPut{
+		Key: adminTokenKey, Value: tok, ExpectValue: cur}}}); err != nil {
+		return "", err
+	}
+	n.log.Warn("operator token rotated by an operator")
+	return string(tok), nil
 }
 
 // peerToken is the token this node presents to other nodes' admin

@@ -265,36 +265,44 @@ func startNode(cfg nodeConfig) (*node, error) {
 // --token-file).
 const adminTokenFile = "admin-token"
 
-// writeAdminToken writes the cluster's operator token to path (mode 0600)
-// once this node's replica of the meta key state holds it: the meta leader
-// creates it when the cluster forms, so it can take a moment.
+// writeAdminToken keeps path (mode 0600) holding the cluster's operator
+// token as this node's replica of the meta key state has it: the meta
+// leader creates it when the cluster forms, so it can take a moment, and an
+// operator may rotate it (ward cluster rotate-token) at any time.
 func (n *node) writeAdminToken(path string, log *slog.Logger) {
+	written, failed := "", "" // the token in the file; one that could not be written (logged once)
+	if cur, err := os.ReadFile(path); err == nil {
+		written = strings.TrimSpace(string(cur))
+	}
 	for {
-		if tok, err := n.part.AdminToken(); err == nil {
-			if cur, err := os.ReadFile(path); err == nil && string(cur) == tok+"\n" {
-				return
-			}
+		if tok, err := n.part.AdminToken(); err == nil && tok != written {
 			tmp := path + ".tmp"
 			err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600)
 			if err == nil {
 				err = os.Rename(tmp, path)
 			}
 			if err != nil {
-				log.Error("writing the operator token file", "path", path, "err", err)
+				if failed != tok {
+					log.Error("writing the operator token file", "path", path, "err", err)
+					failed = tok
+				}
 			} else {
 				log.Info("operator token written", "path", path)
+				written = tok
 			}
-			return
 		}
 		select {
 		case <-n.closing:
 			return
 		case <-n.part.Fatal():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(adminTokenPoll):
 		}
 	}
 }
+
+// adminTokenPoll is how often a node looks for a rotated operator token.
+const adminTokenPoll = 250 * time.Millisecond
 
 // close shuts down in dependency order: stop taking requests, let in-flight
 // actor steps finish and their commits flush, then close storage.

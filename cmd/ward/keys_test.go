@@ -213,4 +213,45 @@ func TestClusterKeys(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+
+	// The operator token rotated through a node that does not lead the
+	// meta group: the CLI prints the new one, every node rewrites its
+	// token file, the old token is refused everywhere, the new accepted.
+	old := c.adminToken()
+	out, err = c.cli("cluster", "rotate-token", "--server", "http://"+c.node(via).http).CombinedOutput()
+	newTok := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(newTok, cluster.AdminTokenPrefix) || newTok == old {
+		t.Fatalf("ward cluster rotate-token via %s: %v\n%s", via, err, out)
+	}
+	c.mu.Lock()
+	c.token = newTok
+	c.mu.Unlock()
+	for _, name := range c.names() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(filepath.Join(c.node(name).dir, adminTokenFile))
+			if strings.TrimSpace(string(b)) == newTok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not rewrite %s after the rotation", name, adminTokenFile)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for tok, want := range map[string]int{old: http.StatusUnauthorized, newTok: http.StatusOK} {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+c.node(name).http+cluster.LocalStatusPath, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s with the %s token: HTTP %d, want %d", name, map[bool]string{true: "new", false: "old"}[tok == newTok], resp.StatusCode, want)
+			}
+		}
+	}
+	if st, err := c.status("n1"); err != nil || len(st.Members) != 3 {
+		t.Fatalf("cluster status with the new token: %v %+v", err, st)
+	}
 }

@@ -124,7 +124,7 @@ func newClusterCmd() *cobra.Command {
 	var op operatorFlags
 	root := &cobra.Command{
 		Use:   "cluster",
-		Short: "Operate a running cluster: status, drain, remove",
+		Short: "Operate a running cluster: status, drain, remove, rotate-token",
 	}
 	op.add(root)
 
@@ -164,9 +164,26 @@ func newClusterCmd() *cobra.Command {
 			},
 		}
 	}
+	rotateToken := &cobra.Command{
+		Use:   "rotate-token",
+		Short: "Replace the cluster's operator token; the old one stops working at once",
+		Long: "Replace the cluster's operator token with a new random one and print it (once).\n" +
+			"The old token is refused everywhere as soon as each node applies the change;\n" +
+			"every node rewrites <data>/admin-token within a second.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ans cluster.AdminTokenAnswer
+			if _, err := op.request(cmd.Context(), http.MethodPost, cluster.AdminTokenRotatePath, nil, &ans); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), ans.Token)
+			return nil
+		},
+	}
 	root.AddCommand(status,
 		memberCmd("drain", "Move every replica and leadership off a node", cluster.DrainPath),
-		memberCmd("remove", "Take a node out of the cluster for good", cluster.RemovePath))
+		memberCmd("remove", "Take a node out of the cluster for good", cluster.RemovePath),
+		rotateToken)
 	return root
 }
 

@@ -32,6 +32,7 @@ type Node interface {
 	KeySet() (*protocol.KeySet, error)
 	RotateKeys(ctx context.Context, force bool) (*protocol.KeySet, error)
 	AdminToken() (string, error)
+	RotateAdminToken(ctx context.Context) (string, error)
 	Clients() ([]cluster.ClientInfo, error)
 	Client(id string) (cluster.ClientInfo, error)
 	RegisterClient(ctx context.Context, spec cluster.ClientSpec) (cluster.ClientSecretAnswer, error)
@@ -125,6 +126,23 @@ func Handler(n Node) http.Handler {
 		case errors.As(err, &ae):
 			problem.Write(w, ae.Status, "meta leader refused", ae.Message)
 		case errors.Is(err, meta.ErrNotLeader), errors.Is(err, meta.ErrStale):
+			problem.Write(w, http.StatusServiceUnavailable, "rotation not committed; retry", err.Error())
+		default:
+			problem.Write(w, http.StatusInternalServerError, "rotation failed", err.Error())
+		}
+	})
+	mux.HandleFunc("POST "+cluster.AdminTokenRotatePath, func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		tok, err := n.RotateAdminToken(ctx)
+		var ae *cluster.AdminError
+		switch {
+		case err == nil:
+			w.Header().Set("Cache-Control", "no-store")
+			writeJSON(w, http.StatusOK, cluster.AdminTokenAnswer{Token: tok})
+		case errors.As(err, &ae):
+			problem.Write(w, ae.Status, "meta leader refused", ae.Message)
+		case errors.Is(err, meta.ErrNotLeader), errors.Is(err, meta.ErrStale), errors.Is(err, cluster.ErrNoAdminToken):
 			problem.Write(w, http.StatusServiceUnavailable, "rotation not committed; retry", err.Error())
 		default:
 			problem.Write(w, http.StatusInternalServerError, "rotation failed", err.Error())

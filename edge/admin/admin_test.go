@@ -142,6 +142,10 @@ func (f *fakeNode) RotateKeys(context.Context, bool) (*protocol.KeySet, error) {
 	return nil, fmt.Errorf("not in this test")
 }
 func (f *fakeNode) AdminToken() (string, error) { return f.token, f.tokErr }
+func (f *fakeNode) RotateAdminToken(context.Context) (string, error) {
+	f.reached++
+	return "", fmt.Errorf("not in this test")
+}
 func (f *fakeNode) Clients() ([]cluster.ClientInfo, error) {
 	f.reached++
 	return nil, nil
@@ -197,6 +201,7 @@ func TestOperatorToken(t *testing.T) {
 		{"POST", cluster.RemovePath + "?name=n1"}, {"GET", "/cluster/nothing"},
 		{"GET", cluster.ClientsPath}, {"POST", cluster.ClientsPath}, {"GET", cluster.ClientPath("svc")},
 		{"PUT", cluster.ClientPath("svc")}, {"DELETE", cluster.ClientPath("svc")}, {"POST", cluster.ClientPath("svc") + "/secret"},
+		{"POST", cluster.AdminTokenRotatePath},
 	}
 	for _, p := range paths {
 		for _, c := range []struct{ auth, challenge string }{
@@ -271,4 +276,39 @@ func loneNode(t *testing.T, partitions int) (*cluster.Node, *httptest.Server) {
 		_ = store.Close()
 	})
 	return n, srv
+}
+
+// TestRotateAdminToken: rotation answers a new token once; the old one is
+// refused from then on, the new one accepted.
+func TestRotateAdminToken(t *testing.T) {
+	n, srv := loneNode(t, 2)
+	old := waitToken(t, n)
+	post := func(auth string) (int, map[string]any, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+cluster.AdminTokenRotatePath, nil)
+		req.Header.Set("Authorization", "Bearer "+auth)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out, resp.Header
+	}
+	code, out, h := post(old)
+	fresh, _ := out["token"].(string)
+	if code != 200 || !strings.HasPrefix(fresh, cluster.AdminTokenPrefix) || fresh == old || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("rotate: %d %v %v", code, out, h)
+	}
+	if cur, err := n.AdminToken(); err != nil || cur != fresh {
+		t.Fatalf("node holds %q..., %v", cur[:min(len(cur), 12)], err)
+	}
+	if code, _, _ := post(old); code != http.StatusUnauthorized {
+		t.Errorf("old token after rotation: %d", code)
+	}
+	code, out, _ = post(fresh)
+	if code != 200 || out["token"] == fresh {
+		t.Errorf("rotate with the new token: %d", code)
+	}
 }

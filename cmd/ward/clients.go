@@ -164,7 +164,10 @@ client without keys gets a secret; only its hash is stored. Ids are never reused
 }
 
 // readSpec reads a client registration from path ("-": stdin) and checks
-// that it is JSON of the expected shape before anything is sent.
+// that it is JSON of the expected shape before anything is sent. The
+// output of `show` is accepted as it is (show, edit, update): its
+// read-only fields (created, has_secret, previous_secret_expires) are
+// ignored; any other unknown field is refused.
 func readSpec(stdin io.Reader, path string) (*cluster.ClientSpec, error) {
 	var b []byte
 	var err error
@@ -178,9 +181,9 @@ func readSpec(stdin io.Reader, path string) (*cluster.ClientSpec, error) {
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
-	var spec cluster.ClientSpec
-	if err := dec.Decode(&spec); err != nil {
+	var info cluster.ClientInfo
+	if err := dec.Decode(&info); err != nil {
 		return nil, fmt.Errorf("--file %s: %w", path, err)
 	}
-	return &spec, nil
+	return &info.ClientSpec, nil
 }

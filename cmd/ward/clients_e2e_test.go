@@ -152,6 +152,21 @@ func TestClientRegistryEndToEnd(t *testing.T) {
 	if out, err := cli(`{"client_id":"billing","public":true,"grant_types":["authorization_code"],"redirect_uris":["https://a.example/cb"]}`, "clients", "update", "billing", "--file", "-"); err == nil || !strings.Contains(out, "public cannot change") {
 		t.Fatalf("update flipping public: %v\n%s", err, out)
 	}
+	// The output of show goes back in as it is (show, edit, update); other
+	// unknown fields are still refused.
+	shown, err := cli("", "clients", "show", "billing")
+	if err != nil || !strings.Contains(shown, `"has_secret": true`) {
+		t.Fatalf("clients show: %v\n%s", err, shown)
+	}
+	if out, err := cli(strings.Replace(shown, `"vitals.write"`, `"vitals.write", "vitals.admin"`, 1), "clients", "update", "billing", "--file", "-"); err != nil || !strings.Contains(out, "vitals.admin") {
+		t.Fatalf("update with the output of show: %v\n%s", err, out)
+	}
+	if err := token(s3, "vitals.admin"); err != nil {
+		t.Fatalf("scope added through show's output: %v", err)
+	}
+	if out, err := cli(`{"client_id":"billing","grant_types":["client_credentials"],"client_secret":"x"}`, "clients", "update", "billing", "--file", "-"); err == nil || !strings.Contains(out, "unknown field") {
+		t.Fatalf("update with an unknown field: %v\n%s", err, out)
+	}
 
 	// Disable: refused everywhere; the id stays taken.
 	if out, err := cli("", "clients", "disable", "billing"); err != nil {

@@ -93,14 +93,14 @@ func (s *storage) clientCredentials(w http.ResponseWriter, r *http.Request) {
 			scopes = append(scopes, sc)
 		}
 	}
-	sk, err := s.SigningKey(r.Context())
+	sk, err := s.signingKey()
 	if err != nil {
 		s.tokenFailure(w, err)
 		return
 	}
 	exp := now.Add(s.cfg.AccessTTL)
 	scope := strings.Join(scopes, " ")
-	tok, err := wjose.Sign(sk.(*signingKey).signer.key, wjose.TypJWT, serviceClaims{
+	tok, err := wjose.Sign(sk.signer.key, wjose.TypJWT, serviceClaims{
 		Issuer: s.cfg.Issuer, Subject: id, Audience: []string{id},
 		Expiry: exp.Unix(), IssuedAt: now.Unix(), NotBfore: now.Unix(),
 		ClientID: id, JWTID: serviceTokenID(), Tenant: c.GetTenant(), Scope: scope,

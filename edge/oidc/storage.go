@@ -447,6 +447,16 @@ func (s *storage) keySet() (*protocol.KeySet, error) {
 }
 
 func (s *storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
+	k, err := s.signingKey()
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return k, nil
+}
+
+// signingKey is the key that signs now, for op and for Ward's own token
+// paths.
+func (s *storage) signingKey() (*signingKey, error) {
 	set, err := s.keySet()
 	if err != nil {
 		return nil, err

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 	"unicode/utf8"
 
 	"github.com/wardhq/ward/actors"
+	"github.com/wardhq/ward/actors/oidcclient"
 	"github.com/wardhq/ward/protocol"
 )
 
@@ -27,8 +27,9 @@ const (
 	// one client, far more than a client caching its tokens needs.
 	MaxLive = 8192
 	// MaxLifetime is the longest an assertion may live from the moment it
-	// is used; longer ones would have to be remembered longer.
-	MaxLifetime = 10 * time.Minute
+	// is used; longer ones would have to be remembered longer. The rule is
+	// oidcclient's, which the edge checks first.
+	MaxLifetime = oidcclient.MaxAssertionLife
 	// MaxJTILen bounds one jti.
 	MaxJTILen = 256
 )

@@ -177,6 +177,18 @@ func ServiceScope(c *protocol.OIDCClient, scope string) bool {
 	return scope != "openid" && scope != "offline_access" && AllowsScope(c, scope)
 }
 
+// CurrentKeys are c's registered keys that have not expired at now: the
+// only ones its assertions may be signed with.
+func CurrentKeys(c *protocol.OIDCClient, now time.Time) []*protocol.OIDCClientKey {
+	var out []*protocol.OIDCClientKey
+	for _, k := range c.GetKeys() {
+		if k.GetExpiresUnixNano() == 0 || now.UnixNano() < k.GetExpiresUnixNano() {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Assertion is what a client's signed assertion (private_key_jwt, RFC 7523
 // §2.2) says, once its signature has been checked against one of the
 // client's keys. Absent times are zero.

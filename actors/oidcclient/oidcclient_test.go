@@ -268,3 +268,20 @@ func TestCheckAssertion(t *testing.T) {
 		}
 	}
 }
+
+func TestCurrentKeys(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	c := &protocol.OIDCClient{Keys: []*protocol.OIDCClientKey{
+		{Kid: "forever"},
+		{Kid: "later", ExpiresUnixNano: now.Add(time.Second).UnixNano()},
+		{Kid: "now", ExpiresUnixNano: now.UnixNano()},
+		{Kid: "gone", ExpiresUnixNano: now.Add(-time.Hour).UnixNano()},
+	}}
+	var kids []string
+	for _, k := range CurrentKeys(c, now) {
+		kids = append(kids, k.GetKid())
+	}
+	if strings.Join(kids, ",") != "forever,later" {
+		t.Errorf("current keys %v", kids)
+	}
+}

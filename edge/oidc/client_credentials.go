@@ -261,10 +261,7 @@ func peekSubject(jwt string) string {
 // the one algorithm Ward accepts for its key type, so pinning holds.
 func clientKeySet(c *protocol.OIDCClient, now time.Time) (*wjose.KeySet, error) {
 	var keys []wjose.PublicKey
-	for _, k := range c.GetKeys() {
-		if k.GetExpiresUnixNano() != 0 && now.UnixNano() >= k.GetExpiresUnixNano() {
-			continue
-		}
+	for _, k := range oidcclient.CurrentKeys(c, now) {
 		var j wjose.JWK
 		if err := json.Unmarshal(k.GetJwkJson(), &j); err != nil {
 			return nil, fmt.Errorf("key %s: %w", k.GetKid(), err)

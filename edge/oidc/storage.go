@@ -152,9 +152,8 @@ func (s *storage) GetKeyByIDAndClientID(ctx context.Context, keyID, clientID str
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.now()
-	for _, k := range c.GetKeys() {
-		if k.GetKid() != keyID || (k.GetExpiresUnixNano() != 0 && now.UnixNano() >= k.GetExpiresUnixNano()) {
+	for _, k := range oidcclient.CurrentKeys(c, s.cfg.now()) {
+		if k.GetKid() != keyID {
 			continue
 		}
 		var jwk jose.JSONWebKey

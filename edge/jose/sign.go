@@ -119,33 +119,18 @@ type header struct {
 func Sign(key *SigningKey, typ string, claims any) (string, error) {
 	var (
 		payload []byte
-		checked bool // payload is known to be valid JSON
+		err     error
 	)
 	switch c := claims.(type) {
 	case []byte:
-		payload = c
+		payload, err = c, rawObject(c)
 	case json.RawMessage:
-		payload = c
+		payload, err = c, rawObject(c)
 	default:
-		var err error
-		if payload, err = json.Marshal(claims); err != nil {
-			return "", fmt.Errorf("sign: marshal claims: %w", err)
-		}
-		// encoding/json emits valid JSON (a Marshaler's output included)
-		// with no insignificant leading space, so one byte tells an
-		// object; a nil map gives null.
-		checked = true
+		payload, err = marshalObject(claims)
 	}
-	// Verify only accepts objects; refusing here keeps us from minting
-	// tokens nobody can read.
-	if checked && (len(payload) == 0 || payload[0] != '{') {
-		return "", fmt.Errorf("sign: claims are not a JSON object: %w", ErrMalformed)
-	}
-	if !checked {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(payload, &obj); err != nil || obj == nil {
-			return "", fmt.Errorf("sign: claims are not a JSON object: %w", ErrMalformed)
-		}
+	if err != nil {
+		return "", err
 	}
 	h, err := json.Marshal(header{Alg: key.alg, Kid: key.kid, Typ: typ})
 	if err != nil {
@@ -163,6 +148,33 @@ func Sign(key *SigningKey, typ string, claims any) (string, error) {
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, sig)
 	return string(buf), nil
+}
+
+// Verify only accepts objects; refusing them here keeps us from minting
+// tokens nobody can read.
+var errNotObject = fmt.Errorf("sign: claims are not a JSON object: %w", ErrMalformed)
+
+// rawObject checks claims the caller encoded.
+func rawObject(b []byte) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil || obj == nil {
+		return errNotObject
+	}
+	return nil
+}
+
+// marshalObject encodes claims. encoding/json emits valid JSON (a
+// Marshaler's output included) with no insignificant leading space, so one
+// byte tells an object, without parsing it again; a nil map gives null.
+func marshalObject(claims any) ([]byte, error) {
+	b, err := json.Marshal(claims)
+	if err != nil {
+		return nil, fmt.Errorf("sign: marshal claims: %w", err)
+	}
+	if b[0] != '{' {
+		return nil, errNotObject
+	}
+	return b, nil
 }
 
 // SignInput signs a JWS signing input (base64url header "." base64url

@@ -82,18 +82,10 @@ func (n *Node) RotateAdminToken(ctx context.Context) (string, error) {
 		if err := n.forwardMeta(ctx, http.MethodPost, AdminTokenRotatePath, nil, &ans); err != nil {
 			return "", err
 		}
-		changes, cancel := n.meta.Changes()
-		defer cancel()
-		for {
-			if cur, err := n.AdminToken(); err == nil && cur == ans.Token {
-				return ans.Token, nil
-			}
-			select {
-			case <-changes:
-			case <-ctx.Done():
-				return "", fmt.Errorf("cluster: operator token rotated but not yet applied on %s: %w", n.cfg.Name, ctx.Err())
-			}
+		if err := n.waitMeta(ctx, func() bool { cur, err := n.AdminToken(); return err == nil && cur == ans.Token }); err != nil {
+			return "", fmt.Errorf("cluster: operator token rotated but not yet applied on %s: %w", n.cfg.Name, err)
 		}
+		return ans.Token, nil
 	}
 	cur, ok := n.meta.Value(adminTokenKey)
 	if !ok || len(cur) == 0 {

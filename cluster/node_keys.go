@@ -282,20 +282,37 @@ func (n *Node) RotateKeys(ctx context.Context, force bool) (*protocol.KeySet, er
 // waitKeySet waits until the local replica holds key set version v or
 // later, so a caller reads its own rotation from this node.
 func (n *Node) waitKeySet(ctx context.Context, v uint64) (*protocol.KeySet, error) {
+	var set *protocol.KeySet
+	err := n.waitMeta(ctx, func() bool {
+		s, err := n.KeySet()
+		set = s
+		return err == nil && s.GetVersion() >= v
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: key set version %d committed but not yet applied on %s: %w", v, n.cfg.Name, err)
+	}
+	return set, nil
+}
+
+// waitMeta waits until ok holds on this node's meta replica, checking
+// again after every change it applies: for a node that forwarded a write
+// to the meta leader and answers only once the write is visible here.
+func (n *Node) waitMeta(ctx context.Context, ok func() bool) error {
 	changes, cancel := n.meta.Changes()
 	defer cancel()
-	for {
-		set, err := n.KeySet()
-		if err == nil && set.GetVersion() >= v {
-			return set, nil
-		}
+	for !ok() {
 		select {
 		case <-changes:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: key set version %d committed but not yet applied on %s: %w", v, n.cfg.Name, ctx.Err())
+			return ctx.Err()
 		}
 	}
+	return nil
 }
+
+// MetaChanges receives (coalesced) after every change this node's replica
+// of the meta key state applies; cancel ends the subscription.
+func (n *Node) MetaChanges() (changes <-chan struct{}, cancel func()) { return n.meta.Changes() }
 
 // kidsOf names a set's keys for logs: kids are public, key bytes never
 // leave the meta group.

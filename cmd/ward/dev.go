@@ -268,13 +268,17 @@ const adminTokenFile = "admin-token"
 // writeAdminToken keeps path (mode 0600) holding the cluster's operator
 // token as this node's replica of the meta key state has it: the meta
 // leader creates it when the cluster forms, so it can take a moment, and an
-// operator may rotate it (ward cluster rotate-token) at any time.
+// operator may rotate it (ward cluster rotate-token) at any time. It looks
+// again after every meta change, and retries a failed write.
 func (n *node) writeAdminToken(path string, log *slog.Logger) {
+	changes, cancel := n.part.MetaChanges()
+	defer cancel()
 	written, failed := "", "" // the token in the file; one that could not be written (logged once)
 	if cur, err := os.ReadFile(path); err == nil {
 		written = strings.TrimSpace(string(cur))
 	}
 	for {
+		var retry <-chan time.Time
 		if tok, err := n.part.AdminToken(); err == nil && tok != written {
 			tmp := path + ".tmp"
 			err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600)
@@ -286,6 +290,7 @@ func (n *node) writeAdminToken(path string, log *slog.Logger) {
 					log.Error("writing the operator token file", "path", path, "err", err)
 					failed = tok
 				}
+				retry = time.After(adminTokenRetry)
 			} else {
 				log.Info("operator token written", "path", path)
 				written = tok
@@ -296,13 +301,15 @@ func (n *node) writeAdminToken(path string, log *slog.Logger) {
 			return
 		case <-n.part.Fatal():
 			return
-		case <-time.After(adminTokenPoll):
+		case <-changes:
+		case <-retry:
 		}
 	}
 }
 
-// adminTokenPoll is how often a node looks for a rotated operator token.
-const adminTokenPoll = 250 * time.Millisecond
+// adminTokenRetry is how soon a failed write of the token file is tried
+// again.
+const adminTokenRetry = time.Second
 
 // close shuts down in dependency order: stop taking requests, let in-flight
 // actor steps finish and their commits flush, then close storage.

@@ -169,7 +169,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "Replace the cluster's operator token; the old one stops working at once",
 		Long: "Replace the cluster's operator token with a new random one and print it (once).\n" +
 			"The old token is refused everywhere as soon as each node applies the change;\n" +
-			"every node rewrites <data>/admin-token within a second.",
+			"every node rewrites <data>/admin-token as it applies the change.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ans cluster.AdminTokenAnswer

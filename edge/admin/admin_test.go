@@ -32,18 +32,8 @@ func TestAdminEndpoints(t *testing.T) {
 	token := waitToken(t, n)
 	call := func(method, path string) (int, map[string]any, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
-		}
-		return resp.StatusCode, out, resp.Header.Get("Content-Type")
+		code, out, h := bearerCall(t, srv, method, path, token)
+		return code, out, h.Get("Content-Type")
 	}
 
 	code, st, _ := call("GET", cluster.StatusPath)
@@ -283,18 +273,9 @@ func loneNode(t *testing.T, partitions int) (*cluster.Node, *httptest.Server) {
 func TestRotateAdminToken(t *testing.T) {
 	n, srv := loneNode(t, 2)
 	old := waitToken(t, n)
-	post := func(auth string) (int, map[string]any, http.Header) {
+	post := func(token string) (int, map[string]any, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", srv.URL+cluster.AdminTokenRotatePath, nil)
-		req.Header.Set("Authorization", "Bearer "+auth)
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out, resp.Header
+		return bearerCall(t, srv, "POST", cluster.AdminTokenRotatePath, token)
 	}
 	code, out, h := post(old)
 	fresh, _ := out["token"].(string)
@@ -311,4 +292,22 @@ func TestRotateAdminToken(t *testing.T) {
 	if code != 200 || out["token"] == fresh {
 		t.Errorf("rotate with the new token: %d", code)
 	}
+}
+
+// bearerCall calls an admin endpoint with token and decodes the JSON
+// answer (problem details included); a non-JSON answer fails the test.
+func bearerCall(t *testing.T, srv *httptest.Server, method, path, token string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
+	}
+	return resp.StatusCode, out, resp.Header
 }

@@ -219,7 +219,7 @@ func (s *storage) clientByAssertion(ctx context.Context, jwt, clientID string, n
 	}
 	issuer := strings.TrimSuffix(s.cfg.Issuer, "/")
 	if err := oidcclient.CheckAssertion(c, a, []string{issuer, issuer + "/", issuer + "/oauth/token"}, now); err != nil {
-		return nil, bad(strings.TrimPrefix(err.Error(), oidcclient.ErrBadAssertion.Error()+": "))
+		return nil, zoidc.ErrInvalidClient().WithDescription("%v", err)
 	}
 	_, err = s.request(ctx, assertion.KindName, c.GetId(), &protocol.UseAssertion{Jti: a.JTI, ExpiresUnixNano: a.Expiry.UnixNano()})
 	if err == nil {

@@ -126,6 +126,11 @@ type testCluster struct {
 	t     *testing.T
 	log   *lineLog
 	nodes []*clusterNode
+	// resent are commands whose apply failed and was sent again: a failure
+	// such as ErrLeadershipLost leaves the outcome unknown, so the first
+	// copy may have committed too (the production path drops such a
+	// duplicate by its request id; this FSM keeps everything).
+	resent map[string]bool
 }
 
 const clusterGroup = 3
@@ -256,6 +261,10 @@ func (c *testCluster) apply(first, last int) {
 			if err := f.Error(); err != nil {
 				// Leadership may still be settling; retry from this one.
 				c.t.Logf("apply cmd-%04d via %s: %v", first+i, l.id, err)
+				if c.resent == nil {
+					c.resent = map[string]bool{}
+				}
+				c.resent[fmt.Sprintf("cmd-%04d", first+i)] = true
 				first += i
 				failed = true
 				break
@@ -275,14 +284,16 @@ func wantCmds(n int) [][]byte {
 	return cmds
 }
 
-// agree waits until every running node's FSM holds exactly commands 1..n.
+// agree waits until every running node's FSM holds exactly commands 1..n,
+// in order, once each; only a resent command may also appear a second time
+// (see resent), and that copy is not counted.
 func (c *testCluster) agree(n int) {
 	c.t.Helper()
 	want := wantCmds(n)
 	waitFor(c.t, fmt.Sprintf("all FSMs to hold %d commands", n), 15*time.Second, func() (bool, string) {
 		var lagging []string
 		for _, node := range c.running() {
-			got := node.fsm.state()
+			got := c.withoutResentCopies(node.fsm.state())
 			if len(got) > n || (len(got) == n && !slices.EqualFunc(got, want, bytes.Equal)) {
 				c.t.Fatalf("%s applied a different history: %d commands", node.id, len(got))
 			}
@@ -292,6 +303,21 @@ func (c *testCluster) agree(n int) {
 		}
 		return len(lagging) == 0, strings.Join(lagging, ", ")
 	})
+}
+
+// withoutResentCopies drops the second copy of each resent command.
+func (c *testCluster) withoutResentCopies(cmds [][]byte) [][]byte {
+	seen := map[string]bool{}
+	out := cmds[:0:0]
+	for _, cmd := range cmds {
+		k := string(cmd)
+		if c.resent[k] && seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, cmd)
+	}
+	return out
 }
 
 // TestRaftCluster runs real raft groups on these stores: a 3-node cluster

@@ -99,6 +99,7 @@ type Node struct {
 	incarnation string
 
 	slots     []*slot
+	lookup    *leaderlookup.Lookup
 	collector *nodeCollector
 	keyGen    keyring.KeyGen
 	keys      keysCache
@@ -251,7 +252,8 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 	hc.Journal = nil
 	hc.Partitions = cfg.Partitions
 	hc.Journals = func(p int) Journal { return n.slots[p] }
-	hc.IdentityLookup = leaderlookup.New(n.Table)
+	n.lookup = leaderlookup.New(n.Table)
+	hc.IdentityLookup = n.lookup
 	hc.ClusterProvider = n.gossp
 	hc.ReadyCheck = n.allLed
 	h, err := Start(hc)

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wardhq/ward/cluster/membership"
+	"github.com/wardhq/ward/cluster/placement/leaderlookup"
 )
 
 // nodeCollector reports membership, the meta group and placement at scrape
@@ -17,7 +18,8 @@ type nodeCollector struct {
 	n *Node
 
 	members, metaLeader, metaCommit, metaApplied, metaLag, metaVersion,
-	knownLeaders, localLeaders, localReplicas, partitionLag *prometheus.Desc
+	knownLeaders, localLeaders, localReplicas, partitionLag,
+	lookupMisses, refusals *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -36,12 +38,16 @@ func newNodeCollector(n *Node) *nodeCollector {
 		localLeaders:  d("ward_placement_local_leaders", "Partitions this node leads and serves."),
 		localReplicas: d("ward_placement_local_replicas", "Partition replicas open on this node."),
 		partitionLag:  d("ward_partition_apply_lag", "Entries committed but not yet applied by this replica.", "partition"),
+		lookupMisses: d("ward_placement_lookup_misses_total",
+			"Identity lookups on this node that found no activation, by cause (the request path retries them).", "cause"),
+		refusals: d("ward_placement_activation_refusals_total",
+			"Activation requests this node's placement actor refused, by reason.", "reason"),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.members, c.metaLeader, c.metaCommit, c.metaApplied, c.metaLag, c.metaVersion,
-		c.knownLeaders, c.localLeaders, c.localReplicas, c.partitionLag} {
+		c.knownLeaders, c.localLeaders, c.localReplicas, c.partitionLag, c.lookupMisses, c.refusals} {
 		ch <- d
 	}
 }
@@ -93,4 +99,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.knownLeaders, float64(known))
 	gauge(c.localLeaders, float64(led))
 	gauge(c.localReplicas, float64(open))
+
+	for i, v := range n.lookup.Misses() {
+		ch <- prometheus.MustNewConstMetric(c.lookupMisses, prometheus.CounterValue, float64(v), leaderlookup.MissCauseNames[i])
+	}
+	for i, v := range n.lookup.Refusals() {
+		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(v), leaderlookup.RefusalReasonNames[i])
+	}
 }

@@ -61,6 +61,9 @@ func newTestCluster(t *testing.T) *tcluster {
 	t.Cleanup(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		if t.Failed() {
+			c.logPlacementMetrics()
+		}
 		for _, n := range c.nodes {
 			if n.cmd != nil && n.cmd.ProcessState == nil {
 				_ = n.cmd.Process.Kill()
@@ -68,13 +71,58 @@ func newTestCluster(t *testing.T) *tcluster {
 			}
 			if t.Failed() {
 				if b, err := os.ReadFile(n.log.Name()); err == nil {
-					lines := strings.Split(string(b), "\n")
-					t.Logf("---- last log lines of %s ----\n%s", n.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+					t.Logf("---- log of %s: placement lines and the last 40 others ----\n%s", n.name, logExcerpt(string(b), 40))
 				}
 			}
 		}
 	})
 	return c
+}
+
+// raftNoise marks the log lines raft repeats many times a second while a
+// peer is down; they would push everything else out of a failure's excerpt.
+var raftNoise = []string{"failed to heartbeat", "failed to appendEntries", "failed to contact", "failed to make requestVote"}
+
+// logExcerpt keeps, in order, every placement line of a node's log (they say
+// why a request found no activation) and the last n other lines that are not
+// raft's repeated complaints about an unreachable peer.
+func logExcerpt(log string, n int) string {
+	var placementLines, rest []string
+	for _, l := range strings.Split(log, "\n") {
+		switch {
+		case strings.Contains(l, "activation") || strings.Contains(l, "leadership") || strings.Contains(l, "topology"):
+			placementLines = append(placementLines, l)
+		case slices.ContainsFunc(raftNoise, func(s string) bool { return strings.Contains(l, s) }):
+		default:
+			rest = append(rest, l)
+		}
+	}
+	return strings.Join(append(placementLines, rest[max(0, len(rest)-n):]...), "\n")
+}
+
+// logPlacementMetrics logs every running node's membership and placement
+// metrics (lookup misses by cause, refusals by reason): the first thing to
+// read when a request found no activation. Called with c.mu held.
+func (c *tcluster) logPlacementMetrics() {
+	for _, n := range c.nodes {
+		if n.cmd == nil || n.cmd.ProcessState != nil {
+			continue
+		}
+		resp, err := c.client.Get("http://" + n.http + "/metrics")
+		if err != nil {
+			c.t.Logf("metrics of %s: %v", n.name, err)
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		resp.Body.Close()
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "ward_placement_") || strings.HasPrefix(l, "ward_membership_") {
+				keep = append(keep, l)
+			}
+		}
+		c.t.Logf("---- placement metrics of %s ----\n%s", n.name, strings.Join(keep, "\n"))
+	}
 }
 
 // freePortOn returns a port free for TCP and UDP on ip.

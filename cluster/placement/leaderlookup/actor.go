@@ -73,12 +73,14 @@ func (a *placementActor) onActivationRequest(ctx actor.Context, req *pcluster.Ac
 		// The change notification may still be queued behind this
 		// request; sweep now so no activation of p outlives this refusal.
 		a.sweep(ctx, p)
+		a.l.refusals[RefusedNotLeader].Add(1)
 		ctx.Respond(&pcluster.ActivationResponse{Failed: true, TopologyHash: epoch})
 		return
 	}
 	key := ci.AsKey()
 	if act, found := a.byKey[key]; found {
 		if act.stopping {
+			a.l.refusals[RefusedStopping].Add(1)
 			ctx.Respond(&pcluster.ActivationResponse{Failed: true, TopologyHash: epoch})
 			return
 		}

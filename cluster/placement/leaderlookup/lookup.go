@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -87,6 +88,69 @@ type Lookup struct {
 
 	cancelTable func()
 	stopOnce    sync.Once
+
+	misses   [missCauses]atomic.Uint64
+	refusals [refusalReasons]atomic.Uint64
+}
+
+// Why a Get found no activation. A short burst of misses is normal while a
+// leader moves; misses that go on while every partition has a leader are an
+// availability fault, and the cause says where to look.
+const (
+	// MissNoLeader: this member's Table knows no leader for the partition.
+	MissNoLeader = iota
+	// MissNotInTopology: the leader the Table names is not (yet) in
+	// protoactor's topology on this member, so it has no address.
+	MissNotInTopology
+	// MissUnreachable: the leader's placement actor did not answer in time.
+	MissUnreachable
+	// MissRefused: the leader refused (its own Table says it does not lead
+	// the partition, or the activation is still stopping) and this
+	// member's Table names no other leader.
+	MissRefused
+	missCauses
+)
+
+// MissCauseNames names the Miss* causes, by index, for metrics and logs.
+var MissCauseNames = [missCauses]string{"no_leader", "not_in_topology", "unreachable", "refused"}
+
+// Misses returns how many Gets found no activation, by cause (indexed by
+// the Miss* constants), since the lookup was created.
+func (l *Lookup) Misses() [missCauses]uint64 {
+	var out [missCauses]uint64
+	for i := range l.misses {
+		out[i] = l.misses[i].Load()
+	}
+	return out
+}
+
+// Why this member's placement actor refused an activation request.
+const (
+	// RefusedNotLeader: its own Table does not name it the partition's
+	// leader (the asker's Table is ahead of or behind ours).
+	RefusedNotLeader = iota
+	// RefusedStopping: it leads the partition but the identity's previous
+	// activation, stopped when leadership was lost, has not ended yet.
+	RefusedStopping
+	refusalReasons
+)
+
+// RefusalReasonNames names the Refused* reasons, by index.
+var RefusalReasonNames = [refusalReasons]string{"not_leader", "stopping"}
+
+// Refusals returns how many activation requests this member's placement
+// actor refused, by reason (indexed by the Refused* constants).
+func (l *Lookup) Refusals() [refusalReasons]uint64 {
+	var out [refusalReasons]uint64
+	for i := range l.refusals {
+		out[i] = l.refusals[i].Load()
+	}
+	return out
+}
+
+func (l *Lookup) miss(cause int) *actor.PID {
+	l.misses[cause].Add(1)
+	return nil
 }
 
 var _ pcluster.IdentityLookup = (*Lookup)(nil)
@@ -187,13 +251,13 @@ func (l *Lookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	for range maxHops {
 		leader, epoch, ok := l.table.Leader(p)
 		if !ok {
-			return nil
+			return l.miss(MissNoLeader)
 		}
 		target := l.placementPID(leader)
 		if target == nil {
 			l.system.Logger().Debug("partition leader not in topology",
 				slog.Int("partition", p), slog.String("leader", leader))
-			return nil
+			return l.miss(MissNotInTopology)
 		}
 		req := &pcluster.ActivationRequest{ClusterIdentity: ci, TopologyHash: epoch}
 		res, err := l.system.Root.RequestFuture(target, req, l.timeout).Result()
@@ -201,13 +265,13 @@ func (l *Lookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 			l.system.Logger().Warn("activation request failed",
 				slog.String("identity", ci.AsKey()), slog.Int("partition", p),
 				slog.String("leader", leader), slog.Any("error", err))
-			return nil
+			return l.miss(MissUnreachable)
 		}
 		resp, ok := res.(*pcluster.ActivationResponse)
 		if !ok {
 			l.system.Logger().Error("unexpected activation answer",
 				slog.String("identity", ci.AsKey()), slog.String("type", fmt.Sprintf("%T", res)))
-			return nil
+			return l.miss(MissUnreachable)
 		}
 		if !resp.GetFailed() && resp.GetPid() != nil {
 			return resp.GetPid()
@@ -215,10 +279,10 @@ func (l *Lookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 		// Refused. Follow a leader our Table learned in the meantime;
 		// otherwise the Tables disagree and only time settles it.
 		if now, nowEpoch, ok := l.table.Leader(p); !ok || (now == leader && nowEpoch == epoch) {
-			return nil
+			return l.miss(MissRefused)
 		}
 	}
-	return nil
+	return l.miss(MissRefused)
 }
 
 // RemovePid forgets a PID the caller found dead. The placement actor already

@@ -385,6 +385,11 @@ func TestLeaderPlacement(t *testing.T) {
 		ms[0].table.Set(p, ms[2].id(), base+1)
 		ms[1].table.Set(p, ms[2].id(), base+1)
 		ms[2].table.Set(p, ms[0].id(), base+2)
+		var missesBefore [missCauses]uint64
+		for _, m := range ms {
+			missesBefore[MissRefused] += m.lookup.Misses()[MissRefused]
+		}
+		refusedBefore := ms[2].lookup.Refusals()[RefusedNotLeader]
 
 		res, err := ms[1].system.Root.RequestFuture(actor.NewPID(ms[2].system.Address(), ActorName),
 			&pcluster.ActivationRequest{ClusterIdentity: pcluster.NewClusterIdentity(id, probeKind), TopologyHash: base + 1},
@@ -408,6 +413,18 @@ func TestLeaderPlacement(t *testing.T) {
 		if started, _ := reg.counts(id); started != 0 {
 			t.Fatalf("%s activated %d times by refusing members", id, started)
 		}
+		// Three Gets came back empty because the asked member refused, and
+		// ms[2] refused the direct request and the two Gets that asked it.
+		var missesAfter uint64
+		for _, m := range ms {
+			missesAfter += m.lookup.Misses()[MissRefused]
+		}
+		if d := missesAfter - missesBefore[MissRefused]; d != 3 {
+			t.Errorf("refused misses counted %d, want 3", d)
+		}
+		if d := ms[2].lookup.Refusals()[RefusedNotLeader] - refusedBefore; d != 3 {
+			t.Errorf("ms[2] counted %d not-leader refusals, want 3", d)
+		}
 		// Once the tables agree, the caller's retry succeeds.
 		setLeader(ms, p, ms[0].id(), base+2)
 		if got := ms[1].ask(t, id); got != ms[0].id() {
@@ -419,8 +436,12 @@ func TestLeaderPlacement(t *testing.T) {
 		const p = 7
 		id := idIn(p, "nobody")
 		for _, m := range ms {
+			before := m.lookup.Misses()[MissNoLeader]
 			if pid := m.lookup.Get(pcluster.NewClusterIdentity(id, probeKind)); pid != nil {
 				t.Fatalf("member %s got %s with no leader known", m.id(), pid)
+			}
+			if d := m.lookup.Misses()[MissNoLeader] - before; d != 1 {
+				t.Errorf("member %s counted %d no-leader misses, want 1", m.id(), d)
 			}
 		}
 		// Losing the leader (a step-down within the term) passivates and

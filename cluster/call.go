@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/wardhq/ward/actors"
 	"github.com/wardhq/ward/protocol"
@@ -74,9 +75,27 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 			if attempt < h.cfg.MaxAttempts {
 				wait = max(remaining/2, min(minAttemptWait, remaining))
 			}
-			h.system.Root.Send(target, msg)
-			sent++
-			outcome, resp, err := h.await(ctx, box, wait)
+			var (
+				outcome outcome
+				resp    *protocol.Response
+				err     error
+			)
+			remote := h.awaitFrom(box, target.GetAddress())
+			if remote && !h.placed(kind, id, target) {
+				// The connection broke between pidOf and awaitFrom: the
+				// lookup marks the address before the Host's watcher
+				// signals the waiting boxes, so checking again after
+				// registering leaves no gap in which a send could go
+				// unsignalled to a dead member.
+				outcome, err = retry, errEndpointLost
+			} else {
+				h.system.Root.Send(target, msg)
+				sent++
+				outcome, resp, err = h.await(ctx, box, wait)
+			}
+			if remote {
+				h.awaiting.forget(box, target.GetAddress())
+			}
 			switch outcome {
 			case answered:
 				if e := resp.GetError(); e.GetCode() == protocol.ErrorCode_ERROR_CODE_NOT_LEADER {
@@ -130,6 +149,8 @@ func (h *Host) await(ctx context.Context, box *replyBox, wait time.Duration) (ou
 		default:
 			return failed, nil, actors.Errorf(protocol.ErrorCode_ERROR_CODE_INTERNAL, "activation answered with %T, want a Response", m)
 		}
+	case <-box.lost:
+		return retry, nil, errEndpointLost
 	case <-t.C:
 		return retry, nil, fmt.Errorf("%w (%s)", errAttemptTimeout, wait)
 	case <-ctx.Done():
@@ -151,11 +172,17 @@ func retryReason(err error) string {
 		return retryDeadLetter
 	case errors.Is(err, errAttemptTimeout):
 		return retryTimeout
+	case errors.Is(err, errEndpointLost):
+		return retryEndpointLost
 	}
 	return retryNoActivation
 }
 
 var errDeadLetter = errors.New("activation gone (dead letter)")
+
+// errEndpointLost: the connection to the member holding the activation broke
+// while we waited, so the message or its answer may be lost with it.
+var errEndpointLost = errors.New("connection to the activation's member lost")
 
 // notLeaderAnswer is a NOT_LEADER answer taken as a reason to retry.
 type notLeaderAnswer struct{ msg string }
@@ -219,11 +246,33 @@ func sleepCtx(ctx context.Context, d time.Duration, deadline time.Time) error {
 	}
 }
 
+// cacheChecker is an identity lookup that can tell whether a cached PID is
+// still where it would place the identity now.
+type cacheChecker interface {
+	Placed(kind, identity string, pid *actor.PID) bool
+}
+
+// placed asks the identity lookup, when it can tell, whether pid is still
+// where the identity is placed and reachable.
+func (h *Host) placed(kind, id string, pid *actor.PID) bool {
+	c, ok := h.cfg.IdentityLookup.(cacheChecker)
+	return !ok || c.Placed(kind, id, pid)
+}
+
 // pidOf finds the activation's PID: protoactor's cache first, else the
 // identity lookup (which activates it if needed).
+//
+// A cached PID on a member that no longer leads the identity's partition is
+// dropped before use. Left in the cache, it costs the first attempt of the
+// next request: a deposed leader answers with a dead letter at once, but a
+// crashed one never answers, and that attempt waits half the request's
+// budget (2.5 s by default) for nothing, once per identity and member.
 func (h *Host) pidOf(kind, id string) *actor.PID {
 	if pid, ok := h.cluster.PidCache.Get(id, kind); ok {
-		return pid
+		if h.placed(kind, id, pid) {
+			return pid
+		}
+		h.cluster.PidCache.RemoveByValue(id, kind, pid)
 	}
 	pid := h.cluster.Get(id, kind)
 	if pid != nil {
@@ -242,6 +291,85 @@ type replyBox struct {
 	ch    chan any
 	pid   *actor.PID
 	timer *time.Timer
+	// lost is signalled when the connection to the member the current
+	// attempt went to breaks (see remoteWaits).
+	lost chan struct{}
+}
+
+// remoteWaits knows which reply boxes wait for an answer from which
+// member address, so that a broken connection ends their attempts at once.
+// Without it, a request in flight to a member that crashed waits out its
+// attempt (half the request's budget), and a leader's crash costs every
+// caller that much on top of the election.
+type remoteWaits struct {
+	mu     sync.Mutex
+	byAddr map[string]map[*replyBox]struct{}
+}
+
+// awaitFrom registers box as waiting on addr when addr is another member's,
+// and reports whether it did (the caller then calls forget after the wait).
+// It drops a signal left over from an earlier attempt.
+func (h *Host) awaitFrom(box *replyBox, addr string) bool {
+	select {
+	case <-box.lost:
+	default:
+	}
+	if addr == "" || addr == h.system.Address() {
+		return false
+	}
+	w := &h.awaiting
+	w.mu.Lock()
+	if w.byAddr == nil {
+		w.byAddr = make(map[string]map[*replyBox]struct{})
+	}
+	boxes := w.byAddr[addr]
+	if boxes == nil {
+		boxes = make(map[*replyBox]struct{})
+		w.byAddr[addr] = boxes
+	}
+	boxes[box] = struct{}{}
+	w.mu.Unlock()
+	return true
+}
+
+func (w *remoteWaits) forget(box *replyBox, addr string) {
+	w.mu.Lock()
+	if boxes := w.byAddr[addr]; boxes != nil {
+		delete(boxes, box)
+		if len(boxes) == 0 {
+			delete(w.byAddr, addr)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// endpointLost ends the wait of every attempt that went to addr.
+func (w *remoteWaits) endpointLost(addr string) int {
+	w.mu.Lock()
+	boxes := w.byAddr[addr]
+	delete(w.byAddr, addr)
+	w.mu.Unlock()
+	for b := range boxes {
+		select {
+		case b.lost <- struct{}{}:
+		default:
+		}
+	}
+	return len(boxes)
+}
+
+// watchEndpoints follows protoactor's remoting: it publishes
+// EndpointTerminatedEvent when the stream to a member breaks (the member
+// crashed or closed the connection), and everything sent on it may be gone.
+func (h *Host) watchEndpoints() {
+	h.system.EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*remote.EndpointTerminatedEvent); ok {
+			if n := h.awaiting.endpointLost(e.Address); n > 0 {
+				h.log.Debug("connection to a member lost: retrying the requests waiting on it",
+					"address", e.Address, "requests", n)
+			}
+		}
+	})
 }
 
 // replyBoxes is the free list. A mutex and a slice rather than a channel or
@@ -264,7 +392,7 @@ func (h *Host) takeBox() *replyBox {
 		return b
 	}
 	p.mu.Unlock()
-	b := &replyBox{ch: make(chan any, 4), timer: time.NewTimer(time.Hour)}
+	b := &replyBox{ch: make(chan any, 4), timer: time.NewTimer(time.Hour), lost: make(chan struct{}, 1)}
 	b.timer.Stop()
 	reg := h.system.ProcessRegistry
 	b.pid, _ = reg.Add(b, "ward-reply$"+reg.NextId())

@@ -213,6 +213,7 @@ type Host struct {
 
 	dispatcher *workerDispatcher
 	boxes      replyBoxes // reply boxes free for reuse
+	awaiting   remoteWaits
 
 	nonce  string // makes request ids unique across hosts and restarts
 	reqSeq atomic.Uint64
@@ -330,6 +331,7 @@ func Start(cfg Config) (h *Host, err error) {
 	}()
 	h.cluster = pcluster.New(h.system, ccfg)
 	h.watchTopology()
+	h.watchEndpoints()
 	h.cluster.StartMember()
 
 	h.timers.start()

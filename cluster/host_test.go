@@ -13,6 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -668,5 +671,54 @@ func TestPassivationUnderLoad(t *testing.T) {
 	if n := testutil.ToFloat64(h.metrics.retries.WithLabelValues(session.KindName, retryTimeout)); n != 0 {
 		t.Fatalf("%v attempts timed out: a message was lost to a stopping activation (dead letters: %v)",
 			n, testutil.ToFloat64(h.metrics.retries.WithLabelValues(session.KindName, retryDeadLetter)))
+	}
+}
+
+// TestRequestRetriedWhenConnectionLost: an attempt waiting on another
+// member ends as soon as remoting reports the connection to that member
+// broken, instead of waiting out half the request's budget, and the retry
+// finds the activation afresh.
+func TestRequestRetriedWhenConnectionLost(t *testing.T) {
+	store := openStore(t, nil, t.TempDir())
+	defer store.Close()
+	h := startHost(t, Config{Journal: store, Registerer: prometheus.NewRegistry(), RequestTimeout: time.Minute})
+	const id = "lost-conn"
+	createSession(t, h, id, time.Hour)
+	// A stale cache entry names an activation on a member that never
+	// answers: nothing listens at this address's port on the test's own
+	// loopback, so whatever is sent there is lost (with a 30 s attempt).
+	blackhole := actor.NewPID("127.0.0.1:9", "session$gone")
+	h.cluster.PidCache.Set(id, session.KindName, blackhole)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Request(context.Background(), session.KindName, id, &protocol.GetSession{})
+		done <- err
+	}()
+	eventually(t, 10*time.Second, "the request to wait on the black hole", func() bool {
+		h.awaiting.mu.Lock()
+		defer h.awaiting.mu.Unlock()
+		return len(h.awaiting.byAddr[blackhole.GetAddress()]) == 1
+	})
+	h.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: blackhole.GetAddress()})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("request after the lost connection: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request still waits on a member whose connection broke")
+	}
+	if n := testutil.ToFloat64(h.metrics.retries.WithLabelValues(session.KindName, retryEndpointLost)); n != 1 {
+		t.Fatalf("%v endpoint_lost retries, want 1", n)
+	}
+	if n := testutil.ToFloat64(h.metrics.retries.WithLabelValues(session.KindName, retryTimeout)); n != 0 {
+		t.Fatalf("%v timeout retries, want 0", n)
+	}
+	h.awaiting.mu.Lock()
+	left := len(h.awaiting.byAddr)
+	h.awaiting.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d addresses still have waiting boxes", left)
 	}
 }

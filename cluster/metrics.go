@@ -39,6 +39,7 @@ const (
 	retryDeadLetter   = "dead_letter"   // the activation stopped first
 	retryTimeout      = "timeout"       // no answer within the attempt's wait
 	retryNotLeader    = "not_leader"    // answered NOT_LEADER
+	retryEndpointLost = "endpoint_lost" // the connection to the activation's member broke
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

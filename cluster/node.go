@@ -110,7 +110,7 @@ type Node struct {
 	transfers map[int]time.Time
 	busy      map[int]bool // partitions with a membership change in flight
 	missing   map[string]time.Time
-	progress  map[string]map[int]uint64 // member id -> partition -> applied index
+	progress  map[string]map[int]uint64 // member id -> partition -> entries behind our commit index (see lag)
 	fatal     error
 
 	fatalCh chan struct{}

@@ -127,8 +127,16 @@ func (n *Node) openPartition(st *protocol.MetaState, p int) error {
 }
 
 // catchUpSlack is how far (in log entries) behind the leader's commit
-// index a non-voter may be and still be promoted.
+// index a non-voter may be and still be promoted, or a voter and still be
+// handed leadership.
 const catchUpSlack = 64
+
+// caughtUp reports whether member's replica of p had applied all but at
+// most catchUpSlack of this node's committed entries when it last said.
+func (n *Node) caughtUp(member string, p int) bool {
+	lag, known := n.lag(member, p)
+	return known && lag <= catchUpSlack
+}
 
 // reconcileLeader moves p's raft configuration one step towards the
 // assignment: add (or re-address) a missing replica, then remove one that
@@ -154,7 +162,6 @@ func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Part
 	}
 	var op func() error
 	var what string
-	commit := pt.Raft().CommitIndex()
 	for _, name := range want {
 		m := meta.FindMember(st, name)
 		if m == nil {
@@ -176,7 +183,7 @@ func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Part
 			op = func() error { return pt.AddNonvoter(raft.ServerID(name), addr, membershipOpTimeout) }
 			break
 		}
-		if applied, known := n.applied(alive[name].ID, p); !known || applied+catchUpSlack < commit {
+		if !n.caughtUp(alive[name].ID, p) {
 			continue
 		}
 		what = "promote caught-up " + name + " to voter"
@@ -216,7 +223,12 @@ func (n *Node) reconcileLeader(st *protocol.MetaState, p int, pt *partition.Part
 		n.mu.Lock()
 		recent := time.Since(n.transfers[p]) < transferPause
 		n.mu.Unlock()
-		if ok && up && target.Suffrage == raft.Voter && !recent {
+		// Only to a replica that has applied nearly everything: raft hands
+		// over once the target's log matches, but the new leader serves
+		// only after its barrier, i.e. after applying its whole backlog. A
+		// node just back from a crash would leave the partition without a
+		// serving leader for as long as that takes (seconds under load).
+		if ok && up && target.Suffrage == raft.Voter && !recent && n.caughtUp(alive[a.GetLeader()].ID, p) {
 			n.mu.Lock()
 			n.transfers[p] = time.Now()
 			n.mu.Unlock()

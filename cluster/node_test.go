@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -107,4 +108,56 @@ func TestNodeOnPartitions(t *testing.T) {
 		t.Fatalf("identities used %d of %d partitions", len(used), P)
 	}
 	_ = protocol.ErrorCode_ERROR_CODE_UNAVAILABLE
+}
+
+// TestReplicaLagAtArrival: a replica's announced applied index is measured
+// against this node's commit index when the announcement arrives, and only
+// a replica within catchUpSlack counts as caught up (for promotion to voter
+// and for being handed leadership).
+func TestReplicaLagAtArrival(t *testing.T) {
+	store := openStore(t, nil, t.TempDir())
+	defer store.Close()
+	n := startTestNode(t, store, 1)
+	defer stopTestNode(t, n)
+	r := n.slots[0].get().Raft()
+	for i := 0; r.CommitIndex() <= catchUpSlack+10; i++ {
+		if i == 1000 {
+			t.Fatalf("commit index still %d after %d writes", r.CommitIndex(), i)
+		}
+		createSession(t, n.Host, fmt.Sprintf("lag-%d", i), time.Hour)
+	}
+	announce := func(applied uint64) []byte {
+		b := []byte{announceVersion, 0, 1} // leads nothing; one other replica
+		b = binary.AppendUvarint(b, 0)
+		return binary.AppendUvarint(b, applied)
+	}
+	commit := r.CommitIndex()
+	if _, known := n.lag("peer", 0); known || n.caughtUp("peer", 0) {
+		t.Fatal("a member that never announced counts as known")
+	}
+	n.onMessage("peer", announce(commit-catchUpSlack-5))
+	if lag, _ := n.lag("peer", 0); lag != catchUpSlack+5 {
+		t.Fatalf("lag %d, want %d", lag, catchUpSlack+5)
+	}
+	if n.caughtUp("peer", 0) {
+		t.Fatal("a replica 69 entries behind counts as caught up")
+	}
+	// Later writes move the commit index on; the lag stays what it was
+	// when the replica spoke.
+	createSession(t, n.Host, "lag-after", time.Hour)
+	n.onMessage("peer", announce(commit))
+	if !n.caughtUp("peer", 0) {
+		lag, _ := n.lag("peer", 0)
+		t.Fatalf("a replica %d behind at arrival is not caught up", lag)
+	}
+	// Ahead of us (we are a lagging follower ourselves): no lag.
+	n.onMessage("peer", announce(r.CommitIndex()+1000))
+	if lag, _ := n.lag("peer", 0); lag != 0 {
+		t.Fatalf("lag %d for a replica ahead of us", lag)
+	}
+	// A malformed announcement changes nothing.
+	n.onMessage("peer", []byte{announceVersion, 5})
+	if !n.caughtUp("peer", 0) {
+		t.Fatal("a malformed announcement changed the replica's progress")
+	}
 }

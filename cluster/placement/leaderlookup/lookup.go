@@ -38,6 +38,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/wardhq/ward/cluster/placement"
 )
@@ -85,6 +86,9 @@ type Lookup struct {
 	mu      sync.RWMutex
 	addrs   map[string]string
 	topoSub *eventstream.Subscription
+	// down holds the remoting addresses whose connection broke, and since
+	// when, until remoting connects to them again (see unreachable).
+	down map[string]time.Time
 
 	cancelTable func()
 	stopOnce    sync.Once
@@ -102,7 +106,8 @@ const (
 	// MissNotInTopology: the leader the Table names is not (yet) in
 	// protoactor's topology on this member, so it has no address.
 	MissNotInTopology
-	// MissUnreachable: the leader's placement actor did not answer in time.
+	// MissUnreachable: the leader's placement actor did not answer in time,
+	// or remoting lost its connection to the leader and has not reconnected.
 	MissUnreachable
 	// MissRefused: the leader refused (its own Table says it does not lead
 	// the partition, or the activation is still stopping) and this
@@ -160,7 +165,7 @@ var _ pcluster.IdentityLookup = (*Lookup)(nil)
 // name); a value that is no known member id but contains ':' is taken as a
 // remoting address (host:port).
 func New(table *placement.Table, opts ...Option) *Lookup {
-	l := &Lookup{table: table, timeout: DefaultActivationTimeout, addrs: make(map[string]string)}
+	l := &Lookup{table: table, timeout: DefaultActivationTimeout, addrs: make(map[string]string), down: make(map[string]time.Time)}
 	for _, o := range opts {
 		o(l)
 	}
@@ -182,8 +187,17 @@ func (l *Lookup) Setup(c *pcluster.Cluster, _ []string, isClient bool) {
 	// Subscribed before the provider starts, so no topology is missed. The
 	// event is published under MemberList's mutex: only touch our own map.
 	l.topoSub = c.ActorSystem.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*pcluster.ClusterTopology); ok {
-			l.onTopology(t)
+		switch e := evt.(type) {
+		case *pcluster.ClusterTopology:
+			l.onTopology(e)
+		case *remote.EndpointTerminatedEvent:
+			l.mu.Lock()
+			l.down[e.Address] = time.Now()
+			l.mu.Unlock()
+		case *remote.EndpointConnectedEvent:
+			l.mu.Lock()
+			delete(l.down, e.Address)
+			l.mu.Unlock()
 		}
 	})
 
@@ -214,27 +228,74 @@ func (l *Lookup) onTopology(t *pcluster.ClusterTopology) {
 	l.mu.Unlock()
 }
 
+// downFor bounds how long an address stays unreachable without news.
+// protoactor's gossip sends to every member several times a second, so a
+// member that is up reconnects (and clears the mark) well within it; the
+// bound only covers a stray "terminated" event for a connection that was
+// already replaced.
+const downFor = 5 * time.Second
+
+// unreachable reports whether remoting lost its connection to addr and has
+// not connected again. Nothing is sent there meanwhile: protoactor's
+// endpoint writer holds messages to an address it is reconnecting to for as
+// long as its retries take (2 s each), so a request or activation sent to a
+// crashed leader would wait out its whole timeout instead of retrying at the
+// leader the next election picks. Called with l.mu held for reading.
+func (l *Lookup) unreachable(addr string) bool {
+	since, ok := l.down[addr]
+	return ok && time.Since(since) < downFor
+}
+
 // isSelf reports whether a Table leader value names this member.
 func (l *Lookup) isSelf(leader string) bool {
 	return leader != "" && (leader == l.self || leader == l.selfAddr)
 }
 
-// placementPID is the placement actor of the member named by leader, or nil
-// when that member is not (yet) in the topology.
-func (l *Lookup) placementPID(leader string) *actor.PID {
+// placementPID is the placement actor of the member named by leader; nil
+// (with the Miss cause) when that member is not (yet) in the topology or
+// its address is unreachable.
+func (l *Lookup) placementPID(leader string) (*actor.PID, int) {
 	if l.isSelf(leader) && l.local != nil {
-		return l.local
+		return l.local, 0
 	}
 	l.mu.RLock()
+	defer l.mu.RUnlock()
 	addr, ok := l.addrs[leader]
-	l.mu.RUnlock()
 	if !ok {
 		if !strings.Contains(leader, ":") {
-			return nil
+			return nil, MissNotInTopology
 		}
 		addr = leader
 	}
-	return actor.NewPID(addr, ActorName)
+	if l.unreachable(addr) {
+		return nil, MissUnreachable
+	}
+	return actor.NewPID(addr, ActorName), 0
+}
+
+// Placed reports whether pid is on the member that this member's Table
+// names as the leader of the identity's partition, i.e. where Get would
+// look for it now, and that member is reachable. Callers that cache PIDs
+// check it before each use: a PID left behind on a crashed leader is never
+// answered.
+func (l *Lookup) Placed(kind, identity string, pid *actor.PID) bool {
+	if pid == nil {
+		return false
+	}
+	leader, _, ok := l.table.Leader(placement.PartitionOf(kind, identity, l.table.Partitions()))
+	if !ok {
+		return false
+	}
+	if l.isSelf(leader) {
+		return pid.GetAddress() == l.selfAddr
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	addr, known := l.addrs[leader]
+	if !known {
+		addr = leader // a leader named by address (see New)
+	}
+	return pid.GetAddress() == addr && !l.unreachable(addr)
 }
 
 // Get returns the PID of identity's activation on its partition's leader,
@@ -253,11 +314,11 @@ func (l *Lookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 		if !ok {
 			return l.miss(MissNoLeader)
 		}
-		target := l.placementPID(leader)
+		target, cause := l.placementPID(leader)
 		if target == nil {
-			l.system.Logger().Debug("partition leader not in topology",
-				slog.Int("partition", p), slog.String("leader", leader))
-			return l.miss(MissNotInTopology)
+			l.system.Logger().Debug("partition leader not reachable",
+				slog.Int("partition", p), slog.String("leader", leader), slog.String("cause", MissCauseNames[cause]))
+			return l.miss(cause)
 		}
 		req := &pcluster.ActivationRequest{ClusterIdentity: ci, TopologyHash: epoch}
 		res, err := l.system.Root.RequestFuture(target, req, l.timeout).Result()

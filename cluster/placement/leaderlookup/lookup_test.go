@@ -21,7 +21,7 @@ import (
 
 const (
 	probeKind  = "probe"
-	partitions = 8
+	partitions = 9
 )
 
 // registry counts probe activations across all members of a test cluster.
@@ -355,8 +355,20 @@ func TestLeaderPlacement(t *testing.T) {
 		}
 		ms[1].ask(t, other)
 		oldPID := ms[1].lookup.Get(pcluster.NewClusterIdentity(id, probeKind))
+		for _, m := range ms {
+			if !m.lookup.Placed(probeKind, id, oldPID) {
+				t.Fatalf("member %s: the leader's activation %s is not where it would place %s", m.id(), oldPID, id)
+			}
+		}
 
 		setLeader(ms, p, ms[1].id(), base+2)
+		// Every member now places the identity elsewhere, so a cached
+		// copy of the old PID is dropped before it is used.
+		for _, m := range ms {
+			if m.lookup.Placed(probeKind, id, oldPID) {
+				t.Fatalf("member %s still places %s at the deposed leader's %s", m.id(), id, oldPID)
+			}
+		}
 		// Nobody asked anything: the Table change alone stops both.
 		waitFor(t, time.Second, "old activations to stop", func() bool {
 			return len(reg.where(id)) == 0 && len(reg.where(other)) == 0
@@ -370,6 +382,9 @@ func TestLeaderPlacement(t *testing.T) {
 		}
 		if w := reg.where(id); len(w) != 1 || w[0] != ms[1].id() {
 			t.Fatalf("live activations %v, want one on %s", w, ms[1].id())
+		}
+		if newPID := ms[2].lookup.Get(pcluster.NewClusterIdentity(id, probeKind)); !ms[2].lookup.Placed(probeKind, id, newPID) || !ms[1].lookup.Placed(probeKind, id, newPID) {
+			t.Fatalf("the new leader's activation %s is not where members place %s", newPID, id)
 		}
 		if started, maxLive := reg.counts(id); started != 2 || maxLive != 1 {
 			t.Fatalf("%d activations started, %d live at once; want 2 and 1", started, maxLive)
@@ -432,6 +447,46 @@ func TestLeaderPlacement(t *testing.T) {
 		}
 	})
 
+	t.Run("UnreachableLeaderIsSkipped", func(t *testing.T) {
+		const p = 8
+		setLeader(ms, p, ms[2].id(), base+1)
+		id := idIn(p, "lost")
+		if got := ms[0].ask(t, id); got != ms[2].id() {
+			t.Fatalf("ran on %s, want %s", got, ms[2].id())
+		}
+		pid := ms[0].lookup.Get(pcluster.NewClusterIdentity(id, probeKind))
+		// Remoting reports the connection to ms[2] broken (as when its
+		// process dies): ms[0] sends nothing there until it reconnects.
+		addr := ms[2].system.Address()
+		ms[0].system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: addr})
+		if ms[0].lookup.Placed(probeKind, id, pid) {
+			t.Fatal("a PID on an unreachable member still counts as placed")
+		}
+		before := ms[0].lookup.Misses()[MissUnreachable]
+		if got := ms[0].lookup.Get(pcluster.NewClusterIdentity(id, probeKind)); got != nil {
+			t.Fatalf("got %s from an unreachable leader", got)
+		}
+		if d := ms[0].lookup.Misses()[MissUnreachable] - before; d != 1 {
+			t.Fatalf("counted %d unreachable misses, want 1", d)
+		}
+		// Other members are unaffected.
+		if !ms[1].lookup.Placed(probeKind, id, pid) {
+			t.Fatal("ms[1] lost track of a reachable leader")
+		}
+		// A real reconnection (the activation, asked directly, answers
+		// over a new connection) makes it reachable again.
+		waitFor(t, 10*time.Second, "ms[0] to reconnect to ms[2]", func() bool {
+			_, _ = ms[0].system.Root.RequestFuture(pid, wrapperspb.String("where"), 200*time.Millisecond).Result()
+			return ms[0].lookup.Placed(probeKind, id, pid)
+		})
+		if got := ms[0].ask(t, id); got != ms[2].id() {
+			t.Fatalf("after reconnecting ran on %s, want %s", got, ms[2].id())
+		}
+		if started, _ := reg.counts(id); started != 1 {
+			t.Fatalf("%s activated %d times, want once", id, started)
+		}
+	})
+
 	t.Run("UnknownLeaderGetsNil", func(t *testing.T) {
 		const p = 7
 		id := idIn(p, "nobody")
@@ -448,8 +503,12 @@ func TestLeaderPlacement(t *testing.T) {
 		// leaves Get with nothing until an election settles.
 		setLeader(ms, p, ms[2].id(), base+3)
 		ms[0].ask(t, id)
+		pid := ms[0].lookup.Get(pcluster.NewClusterIdentity(id, probeKind))
 		setLeader(ms, p, "", base+3)
 		waitFor(t, time.Second, "activation to stop on step-down", func() bool { return len(reg.where(id)) == 0 })
+		if ms[0].lookup.Placed(probeKind, id, pid) || ms[0].lookup.Placed(probeKind, id, nil) {
+			t.Fatal("a PID counts as placed while no leader is known")
+		}
 		for _, m := range ms {
 			if pid := m.lookup.Get(pcluster.NewClusterIdentity(id, probeKind)); pid != nil {
 				t.Fatalf("member %s got %s after the leader stepped down", m.id(), pid)

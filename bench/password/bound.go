@@ -64,3 +64,41 @@ func ReportPerCPU(b *testing.B, times []time.Duration) {
 	b.ReportMetric(float64(slices.Min(times).Microseconds())/1000, "fast-cpu-hash-ms")
 	b.ReportMetric(float64(slices.Max(times).Microseconds())/1000, "slow-cpu-hash-ms")
 }
+
+// MeasureParallel hashes n times on `workers` goroutines at once through one
+// Hasher (MaxConcurrent = workers) and returns hashes per second: what the
+// machine sustains when every core hashes, as opposed to the sum of single
+// hashes measured alone (PerCPUBound). The two differ when concurrent
+// hashes share something, e.g. a last-level cache too small for two 64 MiB
+// working sets; their ratio says how much of a load's gap to the bound the
+// machine itself accounts for.
+func MeasureParallel(p password.Params, workers, n int) (float64, error) {
+	h, err := password.New(password.Config{Params: p, MaxConcurrent: workers, MaxQueue: n, QueueTimeout: time.Hour})
+	if err != nil {
+		return 0, err
+	}
+	jobs := make(chan struct{}, n)
+	for range n {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	errs := make(chan error, workers)
+	start := time.Now()
+	for range workers {
+		go func() {
+			for range jobs {
+				if _, err := h.Hash(context.Background(), "tangerine-oboe-47"); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}

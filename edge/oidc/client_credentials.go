@@ -125,11 +125,18 @@ func (s *storage) clientCredentials(w http.ResponseWriter, r *http.Request) {
 func (s *storage) authenticateClient(w http.ResponseWriter, r *http.Request, now time.Time) (*protocol.OIDCClient, bool) {
 	form := r.PostForm
 	_, hasAuthz := r.Header["Authorization"]
-	if form.Has("client_assertion") || form.Has("client_assertion_type") {
-		if hasAuthz || form.Has("client_secret") {
-			oauthError(w, "invalid_request", "more than one client authentication method")
-			return nil, false
+	assertion := form.Has("client_assertion") || form.Has("client_assertion_type")
+	methods := 0
+	for _, used := range []bool{hasAuthz, form.Has("client_secret"), assertion} {
+		if used {
+			methods++
 		}
+	}
+	if methods > 1 {
+		oauthError(w, "invalid_request", "more than one client authentication method")
+		return nil, false
+	}
+	if assertion {
 		if form.Get("client_assertion_type") != zoidc.ClientAssertionTypeJWTAssertion {
 			oauthError(w, "invalid_request", "client_assertion_type must be "+zoidc.ClientAssertionTypeJWTAssertion)
 			return nil, false
@@ -153,10 +160,6 @@ func (s *storage) authenticateClient(w http.ResponseWriter, r *http.Request, now
 		secret, err2 = url.QueryUnescape(p)
 		if err1 != nil || err2 != nil {
 			clientError(w, "invalid basic auth header")
-			return nil, false
-		}
-		if form.Has("client_secret") {
-			oauthError(w, "invalid_request", "more than one client authentication method")
 			return nil, false
 		}
 		if form.Has("client_id") && form.Get("client_id") != id {

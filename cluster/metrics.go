@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"topic"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ward_cluster_request_retries_total",
-			Help: "Request attempts that failed and were retried or gave up, by kind and reason (no_activation, dead_letter, timeout, not_leader).",
+			Help: "Request attempts that failed and were retried or gave up, by kind and reason (no_activation, dead_letter, timeout, not_leader, endpoint_lost).",
 		}, []string{"kind", "reason"}),
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ward_cluster_events_relayed_total",

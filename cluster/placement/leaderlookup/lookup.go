@@ -88,7 +88,8 @@ type Lookup struct {
 	topoSub *eventstream.Subscription
 	// down holds the remoting addresses whose connection broke, and since
 	// when, until remoting connects to them again (see unreachable).
-	down map[string]time.Time
+	down    map[string]time.Time
+	probing map[string]bool // addresses with a reconnecting probe in flight
 
 	cancelTable func()
 	stopOnce    sync.Once
@@ -165,7 +166,8 @@ var _ pcluster.IdentityLookup = (*Lookup)(nil)
 // name); a value that is no known member id but contains ':' is taken as a
 // remoting address (host:port).
 func New(table *placement.Table, opts ...Option) *Lookup {
-	l := &Lookup{table: table, timeout: DefaultActivationTimeout, addrs: make(map[string]string), down: make(map[string]time.Time)}
+	l := &Lookup{table: table, timeout: DefaultActivationTimeout, addrs: make(map[string]string),
+		down: make(map[string]time.Time), probing: make(map[string]bool)}
 	for _, o := range opts {
 		o(l)
 	}
@@ -259,18 +261,44 @@ func (l *Lookup) placementPID(leader string) (*actor.PID, int) {
 		return l.local, 0
 	}
 	l.mu.RLock()
-	defer l.mu.RUnlock()
 	addr, ok := l.addrs[leader]
-	if !ok {
-		if !strings.Contains(leader, ":") {
-			return nil, MissNotInTopology
-		}
-		addr = leader
+	if !ok && strings.Contains(leader, ":") {
+		addr, ok = leader, true
 	}
-	if l.unreachable(addr) {
+	down := ok && l.unreachable(addr)
+	l.mu.RUnlock()
+	switch {
+	case !ok:
+		return nil, MissNotInTopology
+	case down:
+		l.probe(addr)
 		return nil, MissUnreachable
 	}
 	return actor.NewPID(addr, ActorName), 0
+}
+
+// probe asks addr's placement actor for nothing, in the background, at most
+// once at a time per address: the send makes remoting connect again, and
+// the connection, once up, clears the unreachable mark. Without it only
+// traffic of others (protoactor's gossip) would reconnect, and remoting
+// sometimes reports a connection terminated after it has already been
+// replaced, which would leave a live member marked for downFor.
+func (l *Lookup) probe(addr string) {
+	l.mu.Lock()
+	if l.probing[addr] {
+		l.mu.Unlock()
+		return
+	}
+	l.probing[addr] = true
+	l.mu.Unlock()
+	go func() {
+		// A request without an identity is refused at once by a live
+		// placement actor; the answer is not needed, the connection is.
+		_, _ = l.system.Root.RequestFuture(actor.NewPID(addr, ActorName), &pcluster.ActivationRequest{}, l.timeout).Result()
+		l.mu.Lock()
+		delete(l.probing, addr)
+		l.mu.Unlock()
+	}()
 }
 
 // Placed reports whether pid is on the member that this member's Table

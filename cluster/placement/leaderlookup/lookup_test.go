@@ -473,11 +473,11 @@ func TestLeaderPlacement(t *testing.T) {
 		if !ms[1].lookup.Placed(probeKind, id, pid) {
 			t.Fatal("ms[1] lost track of a reachable leader")
 		}
-		// A real reconnection (the activation, asked directly, answers
-		// over a new connection) makes it reachable again.
-		waitFor(t, 10*time.Second, "ms[0] to reconnect to ms[2]", func() bool {
-			_, _ = ms[0].system.Root.RequestFuture(pid, wrapperspb.String("where"), 200*time.Millisecond).Result()
-			return ms[0].lookup.Placed(probeKind, id, pid)
+		// The lookup's own probe reconnects (test members do not gossip,
+		// so nothing else sends to ms[2]) and the leader is reachable
+		// again.
+		waitFor(t, 10*time.Second, "ms[0] to reconnect to ms[2] by itself", func() bool {
+			return ms[0].lookup.Get(pcluster.NewClusterIdentity(id, probeKind)) != nil
 		})
 		if got := ms[0].ask(t, id); got != ms[2].id() {
 			t.Fatalf("after reconnecting ran on %s, want %s", got, ms[2].id())

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -112,6 +113,9 @@ type Node struct {
 	missing   map[string]time.Time
 	progress  map[string]map[int]uint64 // member id -> partition -> entries behind our commit index (see lag)
 	fatal     error
+
+	// leaving is set when a graceful stop begins (see announceLeaving).
+	leaving atomic.Bool
 
 	fatalCh chan struct{}
 	stop    chan struct{}
@@ -244,10 +248,13 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 
 	hc := cfg.Host
 	if hc.MaxAttempts == 0 {
-		// Leaders move (elections, rebalancing, failover): a request keeps
-		// retrying, with growing back-off, for about as long as a failover
-		// takes, within its RequestTimeout.
-		hc.MaxAttempts = 16
+		// Leaders move (elections, rebalancing, failover, a restarted
+		// node's address reconnecting): a request keeps retrying, with
+		// growing back-off, until its RequestTimeout. Attempts that fail
+		// at once (no leader known yet, leader unreachable) must not use
+		// up the count before the time: 40 attempts at the 250 ms back-off
+		// cap span more than the default 5 s (16 ran out after ~2 s).
+		hc.MaxAttempts = 40
 	}
 	hc.Journal = nil
 	hc.Partitions = cfg.Partitions
@@ -359,6 +366,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 	n.stopped.Do(func() {
 		close(n.stop)
 		n.wg.Wait()
+		n.handOff(ctx)
 		if n.collector != nil {
 			n.cfg.Host.Registerer.Unregister(n.collector)
 		}

@@ -25,6 +25,9 @@ func (n *Node) announce() {
 	b := []byte{announceVersion}
 	var led, follow [][2]uint64
 	for p, s := range n.slots {
+		if n.leaving.Load() {
+			break // see announceLeaving
+		}
 		pt := s.get()
 		if pt == nil {
 			continue
@@ -53,6 +56,17 @@ func (n *Node) announce() {
 			n.log.Debug("leadership announcement not sent", "to", name, "err", err)
 		}
 	}
+}
+
+// announceLeaving switches this node's announcements to "leaving": it leads
+// nothing and reports progress for no replica. The other members'
+// reconcilers then find it caught up nowhere, so none of them hands a
+// leadership back to it while it shuts down. Announcements are best-effort
+// (one datagram each), so it sends one at once and one more.
+func (n *Node) announceLeaving() {
+	n.leaving.Store(true)
+	n.announce()
+	n.announce()
 }
 
 // onMessage takes another member's leadership announcement into the table.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -313,4 +314,77 @@ func (n *Node) observeLeaders(alive map[string]membership.Member) {
 // checksum or decode, in the raft stores or the actor store.
 func isCorrupt(err error) bool {
 	return errors.Is(err, raftstore.ErrCorrupt) || errors.Is(err, persistence.ErrCorrupt)
+}
+
+// handOffTimeout bounds how long a stopping node waits for its leaderships
+// to move.
+const handOffTimeout = 5 * time.Second
+
+// handOff moves every leadership this node holds (partitions and the meta
+// group) to the most caught-up other voter before the node stops. Without
+// it a graceful stop is a crash to the rest of the cluster: the followers
+// notice only when their election timeout runs out, and every request to
+// the node's partitions waits that long. Raft's transfer is immediate (the
+// target starts its election at once), so the partitions are led again
+// within a round trip or two.
+func (n *Node) handOff(ctx context.Context) {
+	if n.Host == nil {
+		return
+	}
+	n.announceLeaving()
+	ctx, cancel := context.WithTimeout(ctx, handOffTimeout)
+	defer cancel()
+	type transfer struct {
+		what string
+		fn   func() error
+	}
+	var todo []transfer
+	for p, s := range n.slots {
+		if pt := s.get(); pt != nil && leadsWithPeers(pt.Raft()) {
+			todo = append(todo, transfer{fmt.Sprintf("partition %d", p), pt.LeadershipTransfer})
+		}
+	}
+	if r := n.meta.Raft(); leadsWithPeers(r) {
+		todo = append(todo, transfer{"meta", func() error { return r.LeadershipTransfer().Error() }})
+	}
+	if len(todo) == 0 {
+		return
+	}
+	done := make(chan struct{}, len(todo))
+	for _, t := range todo {
+		go func() {
+			if err := t.fn(); err != nil {
+				n.log.Warn("leadership not handed off before stopping", "group", t.what, "err", err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range todo {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			n.log.Warn("stopping before every leadership was handed off", "err", ctx.Err())
+			return
+		}
+	}
+	n.log.Info("leaderships handed off before stopping", "groups", len(todo))
+}
+
+// leadsWithPeers reports whether r leads a configuration with another voter
+// to hand leadership to.
+func leadsWithPeers(r *raft.Raft) bool {
+	if r.State() != raft.Leader {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	return voters > 1
 }

@@ -261,57 +261,13 @@ func TestClusterLinearizable(t *testing.T) {
 func TestClusterRollingRestartUnderLoad(t *testing.T) {
 	c := newTestCluster(t)
 	c.formThree()
-	var ids []string
-	for i := range 24 {
-		ids = append(ids, fmt.Sprintf("roll-%d", i))
-	}
-	var (
-		mu       sync.Mutex
-		last     = map[string]registers.Value{}
-		down     atomic.Value // name of the node being restarted, or ""
-		acks     atomic.Int64
-		failures []string
-		slowest  time.Duration
-		stop     = make(chan struct{})
-		wg       sync.WaitGroup
-	)
-	down.Store("")
 	names := c.names()
-	for w := range 4 {
-		wg.Go(func() {
-			for seq := 0; ; seq++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				via := names[(w+seq)%len(names)]
-				if via == down.Load().(string) {
-					continue
-				}
-				id := ids[(w*5+seq)%len(ids)]
-				t0 := time.Now()
-				v, err := c.put(via, id, fmt.Sprintf("w%d-%d", w, seq))
-				d := time.Since(t0)
-				mu.Lock()
-				slowest = max(slowest, d)
-				switch {
-				case err != nil && via == down.Load().(string):
-					// The node was told to stop while this write was on
-					// its edge: its answer may be lost with it; the write
-					// is neither counted nor checked.
-				case err != nil:
-					failures = append(failures, fmt.Sprintf("put %s via %s after %s: %v", id, via, d.Round(time.Millisecond), err))
-				default:
-					if v.Version > last[id].Version {
-						last[id] = v
-					}
-					acks.Add(1)
-				}
-				mu.Unlock()
-			}
-		})
-	}
+	var down atomic.Value // the node being restarted, or ""
+	down.Store("")
+	load := c.startWriters(4, "roll", func(w, seq int) (string, bool) {
+		via := names[(w+seq)%len(names)]
+		return via, via != down.Load().(string)
+	}, func(via string) bool { return via == down.Load().(string) })
 	time.Sleep(time.Second)
 	for _, n := range names {
 		down.Store(n)
@@ -324,20 +280,85 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 		down.Store("")
 		time.Sleep(time.Second)
 	}
-	close(stop)
-	wg.Wait()
-	t.Logf("ROLLING RESTART: %d writes acknowledged, %d failed, slowest %s", acks.Load(), len(failures), slowest.Round(time.Millisecond))
-	if len(failures) > 0 {
-		t.Fatalf("%d writes through running nodes failed during the rolling restart, first: %s", len(failures), failures[0])
+	load.stopAndCheck("ROLLING RESTART", names)
+}
+
+// writeLoad is writers putting to their registers through running nodes
+// until stopped, recording the last acknowledged value of each register,
+// the writes that failed and the slowest write.
+type writeLoad struct {
+	c        *tcluster
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	last     map[string]registers.Value
+	acks     int
+	failures []string
+	slowest  time.Duration
+}
+
+// startWriters starts writers putting to 24 registers named prefix-i. via
+// picks the node for a writer's next write (false: skip this turn); a
+// failed write through a node for which excused reports true (a node being
+// stopped: its answer may be lost with it) is neither counted nor checked.
+func (c *tcluster) startWriters(writers int, prefix string, via func(w, seq int) (string, bool), excused func(via string) bool) *writeLoad {
+	l := &writeLoad{c: c, stop: make(chan struct{}), last: map[string]registers.Value{}}
+	for w := range writers {
+		l.wg.Go(func() {
+			for seq := 0; ; seq++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				node, ok := via(w, seq)
+				if !ok {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				id := fmt.Sprintf("%s-%d", prefix, (w*5+seq)%24)
+				t0 := time.Now()
+				v, err := c.put(node, id, fmt.Sprintf("w%d-%d", w, seq))
+				d := time.Since(t0)
+				l.mu.Lock()
+				l.slowest = max(l.slowest, d)
+				switch {
+				case err != nil && excused(node):
+				case err != nil:
+					l.failures = append(l.failures, fmt.Sprintf("put %s via %s after %s: %v", id, node, d.Round(time.Millisecond), err))
+				default:
+					if v.Version > l.last[id].Version {
+						l.last[id] = v
+					}
+					l.acks++
+				}
+				l.mu.Unlock()
+			}
+		})
 	}
-	for _, via := range names {
-		for id, want := range last {
-			got, err := c.get(via, id)
+	return l
+}
+
+// stopAndCheck stops the writers, fails the test if any write failed, and
+// reads every register through every node in readVia: no acknowledged
+// write may be missing.
+func (l *writeLoad) stopAndCheck(what string, readVia []string) {
+	t := l.c.t
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("%s: %d writes acknowledged, %d failed, slowest %s", what, l.acks, len(l.failures), l.slowest.Round(time.Millisecond))
+	if len(l.failures) > 0 {
+		t.Fatalf("%s: %d writes through running nodes failed, first: %s", what, len(l.failures), l.failures[0])
+	}
+	for _, via := range readVia {
+		for id, want := range l.last {
+			got, err := l.c.get(via, id)
 			if err != nil {
-				t.Fatalf("get %s via %s: %v", id, via, err)
+				t.Fatalf("%s: get %s via %s: %v", what, id, via, err)
 			}
 			if got.Version < want.Version || got.Version == want.Version && got.Value != want.Value {
-				t.Fatalf("acknowledged write lost: %s is %+v via %s, acknowledged %+v", id, got, via, want)
+				t.Fatalf("%s: acknowledged write lost: %s is %+v via %s, acknowledged %+v", what, id, got, via, want)
 			}
 		}
 	}

@@ -452,7 +452,11 @@ func TestClusterFormGrowDrainRestart(t *testing.T) {
 		t.Fatalf("status lists %d partitions", len(st.Partitions))
 	}
 
-	// Grow to five.
+	// Grow to five and drain one, under a write load through nodes that
+	// stay up: moving replicas and leaderships must fail no write.
+	bgVia := []string{"n1", "n3"}
+	load := c.startWriters(4, "bg", func(w, seq int) (string, bool) { return bgVia[(w+seq)%2], true },
+		func(string) bool { return false })
 	c.add(4)
 	c.add(5)
 	c.start("n4")
@@ -495,6 +499,7 @@ func TestClusterFormGrowDrainRestart(t *testing.T) {
 		}
 	}
 	check("after drain", []string{"n1", "n3", "n4", "n5"})
+	load.stopAndCheck("GROW AND DRAIN UNDER LOAD", []string{"n1", "n3", "n4", "n5"})
 
 	// The CLI's JSON has the documented fields.
 	out, err = c.cli("cluster", "status", "--json", "--server", c.node("n1").http).Output()

@@ -71,8 +71,10 @@ func TestClusterLeaderKillUnderLoad(t *testing.T) {
 		acks      atomic.Int64
 		failures  atomic.Int64
 		slowest   time.Duration // longest write in flight at or after the kill
-		stop      = make(chan struct{})
-		wg        sync.WaitGroup
+		// lateFailures are writes sent after recovery that failed.
+		lateFailures []string
+		stop         = make(chan struct{})
+		wg           sync.WaitGroup
 	)
 	for w := range 6 {
 		wg.Add(1)
@@ -97,6 +99,12 @@ func TestClusterLeaderKillUnderLoad(t *testing.T) {
 					a.unsure = true
 					last[id] = a
 					failures.Add(1)
+					// Once the killed leader's partition took a write again,
+					// every partition has had its election; a write sent
+					// after that has its whole budget to find the leaders.
+					if r := recovered.Load(); r != 0 && t0.UnixNano() > r {
+						lateFailures = append(lateFailures, fmt.Sprintf("put %s after %s: %v", id, time.Since(t0).Round(time.Millisecond), err))
+					}
 				} else {
 					if a := last[id]; v.Version > a.v.Version {
 						last[id] = acked{v: v}
@@ -128,6 +136,9 @@ func TestClusterLeaderKillUnderLoad(t *testing.T) {
 	failover := time.Duration(recovered.Load() - killedAt.Load())
 	t.Logf("FAILOVER: SIGKILL of %s (leader of partition %d) -> first acknowledged write on it: %s (acks before kill %d, total %d, failed %d; slowest write from the kill on %s)",
 		victim, busy, failover.Round(time.Millisecond), before, acks.Load(), failures.Load(), slowest.Round(time.Millisecond))
+	if len(lateFailures) > 0 {
+		t.Fatalf("%d writes sent after recovery failed, first: %s", len(lateFailures), lateFailures[0])
+	}
 
 	// Bring the victim back; every acknowledged write is there, read from
 	// every node.

@@ -33,7 +33,8 @@ const minAttemptWait = 50 * time.Millisecond
 //
 // What is retried: no PID from the identity lookup, a dead letter (the
 // activation stopped before our message reached it: passivation, failure,
-// shutdown; see stopGuard) and an attempt timeout. Retrying a timed-out
+// shutdown; see stopGuard), a broken connection to the member the attempt
+// went to (see remoteWaits) and an attempt timeout. Retrying a timed-out
 // attempt can deliver the envelope twice; the activation answers a
 // duplicate request id from its recent responses instead of stepping again.
 // Each attempt but the last may use half the remaining budget.

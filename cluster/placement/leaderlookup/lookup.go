@@ -21,6 +21,14 @@
 // away from its member, the placement actor stops every activation of that
 // partition.
 //
+// Reachability. When remoting reports the connection to a member broken,
+// Get sends nothing to that member's address (no activation request, and
+// Placed answers false for its PIDs, so hosts drop them from their caches)
+// until remoting connects to it again, which a background probe triggers.
+// protoactor holds whatever is sent to an address it is reconnecting to for
+// seconds; a crashed leader would otherwise cost every caller that long,
+// where the retry path should wait only for the election.
+//
 // We reuse protoactor's ActivationRequest/ActivationResponse because they are
 // registered protobuf messages that already cross remoting; their
 // TopologyHash field carries the partition's epoch (the Raft term), which is

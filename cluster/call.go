@@ -81,7 +81,7 @@ func (h *Host) call(ctx context.Context, kind, id string, env *protocol.Envelope
 				resp    *protocol.Response
 				err     error
 			)
-			remote := h.awaitFrom(box, target.GetAddress())
+			remote := h.awaitFrom(box, target, kind, id)
 			if remote && !h.placed(kind, id, target) {
 				// The connection broke between pidOf and awaitFrom: the
 				// lookup marks the address before the Host's watcher
@@ -302,33 +302,46 @@ type replyBox struct {
 // Without it, a request in flight to a member that crashed waits out its
 // attempt (half the request's budget), and a leader's crash costs every
 // caller that much on top of the election.
+//
+// It also ends the attempts whose target the identity lookup no longer
+// places there (placementMoved): when a network partition cuts a leader off,
+// no connection breaks, and the attempt would otherwise wait out its time
+// although the majority has elected a new leader.
 type remoteWaits struct {
 	mu     sync.Mutex
-	byAddr map[string]map[*replyBox]struct{}
+	byAddr map[string]map[*replyBox]waitingOn
 }
 
-// awaitFrom registers box as waiting on addr when addr is another member's,
-// and reports whether it did (the caller then calls forget after the wait).
-// It drops a signal left over from an earlier attempt.
-func (h *Host) awaitFrom(box *replyBox, addr string) bool {
+// waitingOn is the activation an attempt was sent to.
+type waitingOn struct {
+	kind, id string
+	pid      *actor.PID
+}
+
+// awaitFrom registers box as waiting on target (the activation of kind/id)
+// when target is on another member, and reports whether it did (the caller
+// then calls forget after the wait). It drops a signal left over from an
+// earlier attempt.
+func (h *Host) awaitFrom(box *replyBox, target *actor.PID, kind, id string) bool {
 	select {
 	case <-box.lost:
 	default:
 	}
+	addr := target.GetAddress()
 	if addr == "" || addr == h.system.Address() {
 		return false
 	}
 	w := &h.awaiting
 	w.mu.Lock()
 	if w.byAddr == nil {
-		w.byAddr = make(map[string]map[*replyBox]struct{})
+		w.byAddr = make(map[string]map[*replyBox]waitingOn)
 	}
 	boxes := w.byAddr[addr]
 	if boxes == nil {
-		boxes = make(map[*replyBox]struct{})
+		boxes = make(map[*replyBox]waitingOn)
 		w.byAddr[addr] = boxes
 	}
-	boxes[box] = struct{}{}
+	boxes[box] = waitingOn{kind: kind, id: id, pid: target}
 	w.mu.Unlock()
 	return true
 }
@@ -357,6 +370,74 @@ func (w *remoteWaits) endpointLost(addr string) int {
 		}
 	}
 	return len(boxes)
+}
+
+// placementMoved ends the wait of every attempt whose target placed no
+// longer reports where the identity is placed.
+func (w *remoteWaits) placementMoved(placed func(kind, id string, pid *actor.PID) bool) int {
+	var moved []*replyBox
+	w.mu.Lock()
+	for addr, boxes := range w.byAddr {
+		for b, on := range boxes {
+			if !placed(on.kind, on.id, on.pid) {
+				moved = append(moved, b)
+				delete(boxes, b)
+			}
+		}
+		if len(boxes) == 0 {
+			delete(w.byAddr, addr)
+		}
+	}
+	w.mu.Unlock()
+	for _, b := range moved {
+		select {
+		case b.lost <- struct{}{}:
+		default:
+		}
+	}
+	return len(moved)
+}
+
+// placementWatcher is an identity lookup that says when its placement may
+// have changed (a partition's leader moved).
+type placementWatcher interface {
+	cacheChecker
+	WatchPlacement(fn func()) (cancel func())
+}
+
+// watchPlacement re-checks the waiting attempts after every placement
+// change, on a goroutine of its own (the lookup calls fn on the goroutine
+// that changed the placement, which must not wait for us). It returns a
+// function that stops it.
+func (h *Host) watchPlacement() (stop func()) {
+	pw, ok := h.cfg.IdentityLookup.(placementWatcher)
+	if !ok {
+		return func() {}
+	}
+	changed := make(chan struct{}, 1)
+	done := make(chan struct{})
+	cancel := pw.WatchPlacement(func() {
+		select {
+		case changed <- struct{}{}:
+		default: // a re-check is already due
+		}
+	})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-changed:
+				if n := h.awaiting.placementMoved(pw.Placed); n > 0 {
+					h.log.Debug("placement moved: retrying the requests waiting on the old place", "requests", n)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		close(done)
+	}
 }
 
 // watchEndpoints follows protoactor's remoting: it publishes

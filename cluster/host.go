@@ -214,6 +214,8 @@ type Host struct {
 	dispatcher *workerDispatcher
 	boxes      replyBoxes // reply boxes free for reuse
 	awaiting   remoteWaits
+	// stopPlacementWatch ends watchPlacement's goroutine.
+	stopPlacementWatch func()
 
 	nonce  string // makes request ids unique across hosts and restarts
 	reqSeq atomic.Uint64
@@ -333,6 +335,7 @@ func Start(cfg Config) (h *Host, err error) {
 	h.watchTopology()
 	h.watchEndpoints()
 	h.cluster.StartMember()
+	h.stopPlacementWatch = h.watchPlacement()
 
 	h.timers.start()
 	h.relay.start()

@@ -735,3 +735,43 @@ type swallow struct{}
 func (swallow) SendUserMessage(*actor.PID, any)   {}
 func (swallow) SendSystemMessage(*actor.PID, any) {}
 func (swallow) Stop(*actor.PID)                   {}
+
+// TestPlacementMovedEndsStaleWaits: after a placement change, the attempts
+// waiting on activations their lookup no longer places there are ended
+// (the partitioned-leader case, where no connection breaks); the others go
+// on waiting.
+func TestPlacementMovedEndsStaleWaits(t *testing.T) {
+	var w remoteWaits
+	w.byAddr = map[string]map[*replyBox]waitingOn{}
+	box := func() *replyBox { return &replyBox{lost: make(chan struct{}, 1)} }
+	stale, fresh, other := box(), box(), box()
+	old := actor.NewPID("192.0.2.1:1", "a")
+	w.byAddr["192.0.2.1:1"] = map[*replyBox]waitingOn{
+		stale: {kind: "k", id: "moved", pid: old},
+		fresh: {kind: "k", id: "stays", pid: old},
+	}
+	w.byAddr["192.0.2.2:1"] = map[*replyBox]waitingOn{other: {kind: "k", id: "elsewhere", pid: actor.NewPID("192.0.2.2:1", "b")}}
+	n := w.placementMoved(func(_, id string, _ *actor.PID) bool { return id != "moved" })
+	if n != 1 {
+		t.Fatalf("%d attempts ended, want 1", n)
+	}
+	select {
+	case <-stale.lost:
+	default:
+		t.Fatal("the attempt on the moved identity was not ended")
+	}
+	for _, b := range []*replyBox{fresh, other} {
+		select {
+		case <-b.lost:
+			t.Fatal("an attempt still placed right was ended")
+		default:
+		}
+	}
+	if len(w.byAddr["192.0.2.1:1"]) != 1 || len(w.byAddr["192.0.2.2:1"]) != 1 {
+		t.Fatalf("waits left: %v", w.byAddr)
+	}
+	// Ending everything empties the registry.
+	if n := w.placementMoved(func(string, string, *actor.PID) bool { return false }); n != 2 || len(w.byAddr) != 0 {
+		t.Fatalf("ended %d, left %v", n, w.byAddr)
+	}
+}

@@ -259,7 +259,12 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 	hc.Journal = nil
 	hc.Partitions = cfg.Partitions
 	hc.Journals = func(p int) Journal { return n.slots[p] }
-	n.lookup = leaderlookup.New(n.Table)
+	// An activation request to a live leader is answered in milliseconds
+	// (the grain loads its state after the answer). A leader cut off by a
+	// network partition never answers, and Get blocks the request's
+	// attempt meanwhile: a second leaves most of the request's budget for
+	// retrying at the leader the majority elects.
+	n.lookup = leaderlookup.New(n.Table, leaderlookup.WithActivationTimeout(time.Second))
 	hc.IdentityLookup = n.lookup
 	hc.ClusterProvider = n.gossp
 	hc.ReadyCheck = n.allLed

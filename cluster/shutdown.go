@@ -43,6 +43,7 @@ func (h *Host) stop(ctx context.Context) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("cluster: passivate activations: %w", err))
 	}
+	h.stopPlacementWatch()
 	h.leaveCluster()
 	h.dispatcher.stop()
 	h.topics.closeAll()

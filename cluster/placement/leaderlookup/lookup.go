@@ -334,6 +334,14 @@ func (l *Lookup) Placed(kind, identity string, pid *actor.PID) bool {
 	return pid.GetAddress() == addr && !l.unreachable(addr)
 }
 
+// WatchPlacement calls fn after every change of a partition's leader in this
+// member's Table, i.e. whenever Placed may answer differently, until cancel
+// is called. fn runs on the goroutine that changed the Table and must not
+// block.
+func (l *Lookup) WatchPlacement(fn func()) (cancel func()) {
+	return l.table.Subscribe(func(int) { fn() })
+}
+
 // Get returns the PID of identity's activation on its partition's leader,
 // activating it there if needed. It returns nil when no leader is known,
 // the leader is not reachable or not in the topology, or the leader refused

@@ -112,6 +112,7 @@ type Node struct {
 	busy      map[int]bool // partitions with a membership change in flight
 	missing   map[string]time.Time
 	progress  map[string]map[int]uint64 // member id -> partition -> entries behind our commit index (see lag)
+	claimed   map[int]time.Time         // partition -> when another member last announced it leads it
 	fatal     error
 
 	// leaving is set when a graceful stop begins (see announceLeaving).
@@ -188,6 +189,7 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		busy:        make(map[int]bool),
 		missing:     make(map[string]time.Time),
 		progress:    make(map[string]map[int]uint64),
+		claimed:     make(map[int]time.Time),
 		fatalCh:     make(chan struct{}),
 		stop:        make(chan struct{}),
 		keyGen:      cfg.KeyGen,

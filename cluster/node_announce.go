@@ -76,6 +76,7 @@ func (n *Node) onMessage(from string, b []byte) {
 		n.log.Warn("ignoring malformed leadership announcement", "from", from, "err", err)
 		return
 	}
+	now := time.Now()
 	for _, c := range claims {
 		n.Table.Claim(int(c[0]), from, c[1])
 	}
@@ -95,6 +96,9 @@ func (n *Node) onMessage(from string, b []byte) {
 	}
 	n.mu.Lock()
 	n.progress[from] = m
+	for _, c := range claims {
+		n.claimed[int(c[0])] = now
+	}
 	n.mu.Unlock()
 }
 
@@ -144,4 +148,13 @@ func decodePairs(b []byte, partitions int) ([][2]uint64, []byte, error) {
 		out = append(out, [2]uint64{p, t})
 	}
 	return out, b, nil
+}
+
+// claimedRecently reports whether another member announced that it leads
+// and serves p within d.
+func (n *Node) claimedRecently(p int, d time.Duration) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	at, ok := n.claimed[p]
+	return ok && time.Since(at) < d
 }

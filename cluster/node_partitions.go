@@ -37,7 +37,7 @@ func (n *Node) reconcile() {
 	for p := range n.cfg.Partitions {
 		n.reconcilePartition(st, p, alive)
 	}
-	n.observeLeaders(alive)
+	n.observeLeaders(st, alive)
 }
 
 func (n *Node) reconcilePartition(st *protocol.MetaState, p int, alive map[string]membership.Member) {
@@ -68,12 +68,14 @@ func (n *Node) reconcilePartition(st *protocol.MetaState, p int, alive map[strin
 		if f.Error() != nil {
 			return
 		}
+		member := false
 		for _, srv := range f.Configuration().Servers {
-			if string(srv.ID) == n.cfg.Name {
-				return // still a member: the leader removes us first
-			}
+			member = member || string(srv.ID) == n.cfg.Name
 		}
-		n.log.Info("closing partition replica moved away", "partition", p)
+		if member && !removedUnawares(pt.Raft(), n.claimedRecently(p, removedClaimWindow)) {
+			return // still a member: the leader removes us first
+		}
+		n.log.Info("closing partition replica moved away", "partition", p, "unaware_of_removal", member)
 		s.take()
 		if err := pt.Close(); err != nil {
 			n.log.Warn("closing partition replica", "partition", p, "err", err)
@@ -125,6 +127,27 @@ func (n *Node) openPartition(st *protocol.MetaState, p int) error {
 	n.slots[p].set(pt)
 	n.log.Info("partition replica open", "partition", p, "bootstrap", len(boot) > 0)
 	return nil
+}
+
+// removedClaimWindow: a claim of leadership this recent means the claimant
+// led the partition with a quorum just now (a raft leader that loses
+// contact with its quorum steps down within its lease, 250 ms).
+const removedClaimWindow = time.Second
+
+// removedUnawares reports whether a replica that still lists itself in its
+// raft configuration was in fact removed without hearing of it: the leader
+// stops replicating to a removed member once the removal commits, so the
+// entry that removes it may never reach it. Such a replica hears from no
+// leader and runs elections forever, while another member announces that
+// it leads the partition, i.e. holds a quorum that does not include us.
+// Closing it then cannot cost the group its quorum; closing a replica that
+// merely lost its leader (no claim anywhere) could, so that one stays.
+func removedUnawares(r *raft.Raft, otherLeaderClaims bool) bool {
+	if !otherLeaderClaims || r.State() == raft.Leader {
+		return false
+	}
+	_, leader := r.LeaderWithID()
+	return leader == "" || r.State() == raft.Candidate
 }
 
 // catchUpSlack is how far (in log entries) behind the leader's commit
@@ -282,11 +305,14 @@ func (n *Node) onLeadership(p int, leader bool) {
 
 // observeLeaders feeds the table with what the local replicas know of their
 // leaders: a follower learns a new leader (or an election) from raft
-// before that leader's announcement arrives.
-func (n *Node) observeLeaders(alive map[string]membership.Member) {
+// before that leader's announcement arrives. Only replicas the assignment
+// keeps here count: one moved away may have been removed from its group
+// without hearing of it, and its endless elections would stamp "no leader"
+// over the real leader's claims with ever higher terms.
+func (n *Node) observeLeaders(st *protocol.MetaState, alive map[string]membership.Member) {
 	for p, s := range n.slots {
 		pt := s.get()
-		if pt == nil {
+		if pt == nil || !slices.Contains(st.GetAssignment()[p].GetReplicas(), n.cfg.Name) {
 			continue
 		}
 		r := pt.Raft()

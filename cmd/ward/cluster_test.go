@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -315,6 +316,55 @@ func healthy(members ...string) func(*cluster.Status) bool {
 	}
 }
 
+// waitReplicasClosed waits until the running nodes together hold exactly
+// want open partition replicas (ward_placement_local_replicas).
+func (c *tcluster) waitReplicasClosed(want int, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var per map[string]int
+	for {
+		total := 0
+		per = map[string]int{}
+		for _, name := range c.names() {
+			if n := c.node(name); n.cmd == nil || n.cmd.ProcessState != nil {
+				continue
+			}
+			v, err := c.metric(name, "ward_placement_local_replicas")
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			per[name] = int(v)
+			total += int(v)
+		}
+		if total == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("open partition replicas %v, %d in all, want %d: replicas moved away were not closed", per, total, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// metric reads one unlabelled gauge from a node's /metrics.
+func (c *tcluster) metric(node, name string) (float64, error) {
+	resp, err := c.client.Get("http://" + c.node(node).http + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s in /metrics", node, name)
+}
+
 // balanced: replica and leader counts of the active members within one.
 func balanced(st *cluster.Status) bool {
 	minR, maxR, minL, maxL := 1<<30, -1, 1<<30, -1
@@ -473,6 +523,11 @@ func TestClusterFormGrowDrainRestart(t *testing.T) {
 		}
 	}
 	check("after growth", c.names())
+	// Every replica moved away is closed, including those removed from
+	// their group without hearing of it: open replicas match the
+	// assignment (P partitions × R replicas), so none lingers running
+	// elections of its own.
+	c.waitReplicasClosed(cluster.DefaultPartitions*3, 30*time.Second)
 	write(1)
 
 	// Drain n2 with the CLI.

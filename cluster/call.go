@@ -364,12 +364,18 @@ func (w *remoteWaits) endpointLost(addr string) int {
 	delete(w.byAddr, addr)
 	w.mu.Unlock()
 	for b := range boxes {
-		select {
-		case b.lost <- struct{}{}:
-		default:
-		}
+		b.endWait()
 	}
 	return len(boxes)
+}
+
+// endWait ends the box's current attempt (see remoteWaits); a signal already
+// pending is enough.
+func (b *replyBox) endWait() {
+	select {
+	case b.lost <- struct{}{}:
+	default:
+	}
 }
 
 // placementMoved ends the wait of every attempt whose target placed no
@@ -390,10 +396,7 @@ func (w *remoteWaits) placementMoved(placed func(kind, id string, pid *actor.PID
 	}
 	w.mu.Unlock()
 	for _, b := range moved {
-		select {
-		case b.lost <- struct{}{}:
-		default:
-		}
+		b.endWait()
 	}
 	return len(moved)
 }

@@ -24,10 +24,11 @@ const announceVersion = 2
 func (n *Node) announce() {
 	b := []byte{announceVersion}
 	var led, follow [][2]uint64
-	for p, s := range n.slots {
-		if n.leaving.Load() {
-			break // see announceLeaving
-		}
+	slots := n.slots
+	if n.leaving.Load() {
+		slots = nil // leads nothing, reports no progress: see announceLeaving
+	}
+	for p, s := range slots {
 		pt := s.get()
 		if pt == nil {
 			continue

@@ -268,21 +268,29 @@ func (l *Lookup) placementPID(leader string) (*actor.PID, int) {
 	if l.isSelf(leader) && l.local != nil {
 		return l.local, 0
 	}
-	l.mu.RLock()
-	addr, ok := l.addrs[leader]
-	if !ok && strings.Contains(leader, ":") {
-		addr, ok = leader, true
-	}
-	down := ok && l.unreachable(addr)
-	l.mu.RUnlock()
+	addr, known, down := l.leaderAddr(leader)
 	switch {
-	case !ok:
+	case !known:
 		return nil, MissNotInTopology
 	case down:
 		l.probe(addr)
 		return nil, MissUnreachable
 	}
 	return actor.NewPID(addr, ActorName), 0
+}
+
+// leaderAddr is the remoting address of another member named by a Table
+// leader value: its topology address, or the value itself when it is an
+// address (see New); known is false when it is neither, down when remoting
+// lost that address (see unreachable).
+func (l *Lookup) leaderAddr(leader string) (addr string, known, down bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	addr, known = l.addrs[leader]
+	if !known && strings.Contains(leader, ":") {
+		addr, known = leader, true
+	}
+	return addr, known, known && l.unreachable(addr)
 }
 
 // probe asks addr's placement actor for nothing, in the background, at most
@@ -325,13 +333,8 @@ func (l *Lookup) Placed(kind, identity string, pid *actor.PID) bool {
 	if l.isSelf(leader) {
 		return pid.GetAddress() == l.selfAddr
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	addr, known := l.addrs[leader]
-	if !known {
-		addr = leader // a leader named by address (see New)
-	}
-	return pid.GetAddress() == addr && !l.unreachable(addr)
+	addr, known, down := l.leaderAddr(leader)
+	return known && !down && pid.GetAddress() == addr
 }
 
 // WatchPlacement calls fn after every change of a partition's leader in this

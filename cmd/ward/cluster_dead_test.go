@@ -167,6 +167,12 @@ func TestClusterDeadNodeReplicasRecreated(t *testing.T) {
 	}
 	t.Logf("killing %s (%d replicas, %d leaders); meta leader %s", victim, vm.Replicas, vm.Leaders, st.Meta.Leader)
 
+	// Writers through the live nodes from before the kill until the leaders
+	// are balanced again: the failover, the re-replication and the leader
+	// moves that follow must fail none of them.
+	load := c.startWriters(4, "dead-bg", func(w, seq int) (string, bool) { return live[(w+seq)%len(live)], true },
+		func(string) bool { return false })
+	time.Sleep(500 * time.Millisecond)
 	c.kill(victim)
 	killed := time.Now()
 	st = c.waitStatus(live[0], 90*time.Second, "replicas of the dead "+victim+" re-created", func(st *cluster.Status) bool {
@@ -182,6 +188,7 @@ func TestClusterDeadNodeReplicasRecreated(t *testing.T) {
 		return replicatedWithout(victim, 3)(st) && balanced(st)
 	})
 	t.Logf("SETTLED: SIGKILL of %s -> leaders balanced on %v: %s", victim, live, time.Since(killed).Round(time.Millisecond))
+	load.stopAndCheck("KILL, RE-REPLICATION AND REBALANCING UNDER LOAD", live)
 	// The assignment only leaves a member the meta leader declared dead:
 	// before dead-after it was still assigned.
 	if took < deadAfter {

@@ -77,7 +77,6 @@ func (n *Node) onMessage(from string, b []byte) {
 		n.log.Warn("ignoring malformed leadership announcement", "from", from, "err", err)
 		return
 	}
-	now := time.Now()
 	for _, c := range claims {
 		n.Table.Claim(int(c[0]), from, c[1])
 	}
@@ -95,6 +94,7 @@ func (n *Node) onMessage(from string, b []byte) {
 		commit := pt.Raft().CommitIndex()
 		m[p] = commit - min(commit, applied)
 	}
+	now := time.Now()
 	n.mu.Lock()
 	n.progress[from] = m
 	for _, c := range claims {

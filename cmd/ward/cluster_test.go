@@ -109,15 +109,13 @@ func (c *tcluster) logPlacementMetrics() {
 		if n.cmd == nil || n.cmd.ProcessState != nil {
 			continue
 		}
-		resp, err := c.client.Get("http://" + n.http + "/metrics")
+		lines, err := c.metricLines(n.http)
 		if err != nil {
 			c.t.Logf("metrics of %s: %v", n.name, err)
 			continue
 		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		resp.Body.Close()
 		var keep []string
-		for _, l := range strings.Split(string(b), "\n") {
+		for _, l := range lines {
 			if strings.HasPrefix(l, "ward_placement_") || strings.HasPrefix(l, "ward_membership_") {
 				keep = append(keep, l)
 			}
@@ -348,21 +346,31 @@ func (c *tcluster) waitReplicasClosed(want int, timeout time.Duration) {
 
 // metric reads one unlabelled gauge from a node's /metrics.
 func (c *tcluster) metric(node, name string) (float64, error) {
-	resp, err := c.client.Get("http://" + c.node(node).http + "/metrics")
+	lines, err := c.metricLines(c.node(node).http)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range lines {
 		if v, ok := strings.CutPrefix(l, name+" "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
 	return 0, fmt.Errorf("%s: no %s in /metrics", node, name)
+}
+
+// metricLines is the text of the /metrics page at httpAddr, by line. It
+// takes an address, not a node name, so that code holding c.mu can call it.
+func (c *tcluster) metricLines(httpAddr string) ([]string, error) {
+	resp, err := c.client.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(string(b), "\n"), nil
 }
 
 // balanced: replica and leader counts of the active members within one.

@@ -1,6 +1,6 @@
 // Package assertion is the assertion actor: per client (actor id: the
-// client id), the JWT ids of the signed assertions it authenticated with,
-// kept until they expire, so that each assertion is accepted once across
+// client id), the JWT ids of the signed assertions it authenticated with
+// or was granted a token by (RFC 7523 §2.1, §2.2), kept until they expire, so that each assertion is accepted once across
 // the cluster (RFC 7523 §3 point 7; what Keycloak's single-use store does).
 package assertion
 

@@ -184,7 +184,27 @@ func (s *storage) authenticateClient(w http.ResponseWriter, r *http.Request, now
 // pinned algorithms, the claims by oidcclient.CheckAssertion, and single
 // use by the client's assertion actor, on whichever node it is presented.
 func (s *storage) clientByAssertion(ctx context.Context, jwt, clientID string, now time.Time) (*protocol.OIDCClient, error) {
-	bad := func(why string) error { return zoidc.ErrInvalidClient().WithDescription("client assertion: %s", why) }
+	return s.useAssertion(ctx, jwt, clientID, now, func(why string) error {
+		return zoidc.ErrInvalidClient().WithDescription("client assertion: %s", why)
+	})
+}
+
+// grantByAssertion checks the assertion of a JWT bearer grant (RFC 7523
+// §2.1, the JWT profile of service accounts) by the same rules as a client
+// assertion, single use included, before op issues the token: op's own
+// check accepts one assertion any number of times within its hour.
+func (s *storage) grantByAssertion(ctx context.Context, jwt string, now time.Time) error {
+	_, err := s.useAssertion(ctx, jwt, "", now, func(why string) error {
+		return zoidc.ErrInvalidGrant().WithDescription("assertion: %s", why)
+	})
+	return err
+}
+
+// useAssertion verifies jwt as signed by a key of clientID (or, left out,
+// of its unverified sub), checks its claims and records its jti as used.
+// bad builds the refusal in the caller's error (invalid_client for client
+// authentication, invalid_grant for a grant).
+func (s *storage) useAssertion(ctx context.Context, jwt, clientID string, now time.Time, bad func(why string) error) (*protocol.OIDCClient, error) {
 	if jwt == "" || len(jwt) > wjose.MaxTokenSize {
 		return nil, bad("empty or oversized")
 	}
@@ -196,6 +216,10 @@ func (s *storage) clientByAssertion(ctx context.Context, jwt, clientID string, n
 	}
 	c, err := s.client(clientID)
 	if err != nil {
+		var oe *zoidc.Error
+		if errors.As(err, &oe) && oe.ErrorType == zoidc.InvalidClient {
+			return nil, bad(oe.Description)
+		}
 		return nil, err
 	}
 	keys, err := clientKeySet(c, now)
@@ -222,7 +246,7 @@ func (s *storage) clientByAssertion(ctx context.Context, jwt, clientID string, n
 	}
 	issuer := strings.TrimSuffix(s.cfg.Issuer, "/")
 	if err := oidcclient.CheckAssertion(c, a, []string{issuer, issuer + "/", issuer + "/oauth/token"}, now); err != nil {
-		return nil, zoidc.ErrInvalidClient().WithDescription("%v", err)
+		return nil, bad(err.Error())
 	}
 	_, err = s.request(ctx, assertion.KindName, c.GetId(), &protocol.UseAssertion{Jti: a.JTI, ExpiresUnixNano: a.Expiry.UnixNano()})
 	if err == nil {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wardhq/ward/actors/oidcclient"
+	"github.com/wardhq/ward/actors/session"
 	"github.com/wardhq/ward/edge/jose"
 	"github.com/wardhq/ward/protocol"
 )
@@ -360,3 +361,109 @@ func TestClientCredentialsPrivateKeyJWT(t *testing.T) {
 		}
 	}
 }
+
+// TestClientAssertionSingleUseOnOpPaths: a private_key_jwt assertion is
+// spent wherever the client authenticates (refresh, introspection,
+// revocation), not only on the client_credentials path, and on each the
+// second presentation of one assertion is invalid_client.
+func TestClientAssertionSingleUseOnOpPaths(t *testing.T) {
+	p := newTestProvider(t)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubJWK, err := (&gojose.JSONWebKey{Key: &priv.PublicKey, KeyID: "k1", Use: "sig"}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &protocol.OIDCClient{Id: "app-key", Tenant: "default", RedirectUris: []string{"https://app.example/cb"},
+		GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"openid", "offline_access"},
+		Keys: []*protocol.OIDCClientKey{{Kid: "k1", JwkJson: pubJWK}}}
+	if err := oidcclient.Validate(c); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.Marshal(c)
+	if err := p.node.PutMetaValue(context.Background(), oidcclient.Key("app-key"), b); err != nil {
+		t.Fatal(err)
+	}
+	key, err := jose.NewSigningKey("k1", jose.ES256, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	assertion := func() string {
+		n++
+		now := time.Now()
+		tok, err := jose.Sign(key, jose.TypJWT, map[string]any{"iss": "app-key", "sub": "app-key", "aud": p.srv.URL,
+			"jti": fmt.Sprintf("app-%d-%d", now.UnixNano(), n), "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	withAssertion := func(a string, kv ...string) url.Values {
+		v := url.Values{"client_assertion_type": {zoidcAssertionType}, "client_assertion": {a}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	post := func(path string, form url.Values) (int, map[string]any) {
+		t.Helper()
+		resp, err := p.srv.Client().Post(p.srv.URL+path, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	refused := func(what string, code int, out map[string]any) {
+		t.Helper()
+		if code != 401 || out["error"] != "invalid_client" || !strings.Contains(fmt.Sprint(out["error_description"]), "used already") {
+			t.Errorf("%s, assertion replayed: %d %v", what, code, out)
+		}
+	}
+
+	sub := registerUser(t, p, "pkj@example.test", "correct horse battery staple")
+	sid := uuidString(t)
+	m, err := p.node.Request(context.Background(), session.KindName, sid, &protocol.CreateSession{
+		Subject: sub, ClientId: "app-key", TtlNanos: int64(time.Hour), Tenant: "default", Scopes: []string{"openid", "offline_access"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := session.FormatRefreshToken(sid, m.(*protocol.RefreshIssued).GetRefreshSecret())
+
+	a := assertion()
+	code, out := post("/oauth/token", withAssertion(a, "grant_type", "refresh_token", "refresh_token", rt))
+	if code != 200 || out["refresh_token"] == nil {
+		t.Fatalf("refresh with private_key_jwt: %d %v", code, out)
+	}
+	next := out["refresh_token"].(string)
+	code, out = post("/oauth/token", withAssertion(a, "grant_type", "refresh_token", "refresh_token", next))
+	refused("refresh", code, out)
+
+	a = assertion()
+	if code, out := post("/oauth/introspect", withAssertion(a, "token", next)); code != 200 {
+		t.Fatalf("introspection with private_key_jwt: %d %v", code, out)
+	}
+	code, out = post("/oauth/introspect", withAssertion(a, "token", next))
+	refused("introspection", code, out)
+
+	a = assertion()
+	if code, out := post("/revoke", withAssertion(a, "token", next, "token_type_hint", "refresh_token")); code != 200 {
+		t.Fatalf("revocation with private_key_jwt: %d %v", code, out)
+	}
+	code, out = post("/revoke", withAssertion(a, "token", next))
+	refused("revocation", code, out)
+
+	// The refused presentations changed nothing, the revocation did: the
+	// successor no longer refreshes.
+	if code, out := post("/oauth/token", withAssertion(assertion(), "grant_type", "refresh_token", "refresh_token", next)); code != 400 || out["error"] != "invalid_grant" {
+		t.Errorf("refresh after revocation: %d %v", code, out)
+	}
+}
+
+const zoidcAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

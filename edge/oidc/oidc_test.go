@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -385,7 +386,9 @@ func uuidString(t *testing.T) string {
 
 // TestJWTProfileServiceAccount: a service account with a registered public
 // key gets a token with a signed assertion (RFC 7523); a wrong key, a
-// wrong audience and an expired assertion are invalid_grant.
+// wrong audience, an expired assertion, one without a jti or living longer
+// than 10 minutes, and the same assertion presented again are
+// invalid_grant.
 func TestJWTProfileServiceAccount(t *testing.T) {
 	p := newTestProvider(t)
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -406,12 +409,17 @@ func TestJWTProfileServiceAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	assertion := func(key *ecdsa.PrivateKey, aud string, exp time.Time) string {
+	jtis := 0
+	assertionJTI := func(key *ecdsa.PrivateKey, aud string, exp time.Time, jti string) string {
 		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		claims, _ := json.Marshal(map[string]any{"iss": "sa", "sub": "sa", "aud": aud, "iat": time.Now().Unix(), "exp": exp.Unix()})
+		c := map[string]any{"iss": "sa", "sub": "sa", "aud": aud, "iat": time.Now().Unix(), "exp": exp.Unix()}
+		if jti != "" {
+			c["jti"] = jti
+		}
+		claims, _ := json.Marshal(c)
 		obj, err := signer.Sign(claims)
 		if err != nil {
 			t.Fatal(err)
@@ -422,18 +430,28 @@ func TestJWTProfileServiceAccount(t *testing.T) {
 		}
 		return s
 	}
+	assertion := func(key *ecdsa.PrivateKey, aud string, exp time.Time) string {
+		jtis++
+		return assertionJTI(key, aud, exp, fmt.Sprintf("sa-%d", jtis))
+	}
 	grant := func(a string) (int, map[string]any) {
 		code, out, _ := p.token(t, url.Values{"grant_type": {oidcclient.GrantJWTBearer}, "assertion": {a}, "scope": {"vitals.read"}}, "", "")
 		return code, out
 	}
-	code, out := grant(assertion(priv, p.srv.URL, time.Now().Add(time.Minute)))
+	good := assertion(priv, p.srv.URL, time.Now().Add(time.Minute))
+	code, out := grant(good)
 	if code != 200 || out["access_token"] == nil {
 		t.Fatalf("JWT profile: %d %v", code, out)
+	}
+	if code, out := grant(good); code != 400 || out["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(out["error_description"]), "used already") {
+		t.Errorf("replayed assertion: %d %v", code, out)
 	}
 	for name, a := range map[string]string{
 		"another key":    assertion(other, p.srv.URL, time.Now().Add(time.Minute)),
 		"wrong audience": assertion(priv, "https://elsewhere.example", time.Now().Add(time.Minute)),
 		"expired":        assertion(priv, p.srv.URL, time.Now().Add(-time.Hour)),
+		"no jti":         assertionJTI(priv, p.srv.URL, time.Now().Add(time.Minute), ""),
+		"an hour's life": assertion(priv, p.srv.URL, time.Now().Add(time.Hour)),
 		"garbage":        "e30.e30.AAAA",
 	} {
 		if code, out := grant(a); code != 400 || out["error"] != "invalid_grant" && out["error"] != "invalid_request" {

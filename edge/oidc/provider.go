@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -196,7 +197,9 @@ const maxTokenForm = 64 << 10
 // bearer grant whose assertion is not a compact JWS of JSON objects before
 // op sees it: op answers such input with a server_error, and bad input is
 // the client's error (RFC 7523 §3.1: invalid_grant). The client_credentials
-// grant it answers itself (client_credentials.go).
+// grant it answers itself (client_credentials.go); on the other endpoints
+// where clients authenticate it spends signed assertions (private_key_jwt
+// and the JWT bearer grant's) in the client's assertion ledger first.
 func tokenGuard(st *storage, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/oauth/") && r.URL.Path != "/revoke" {
@@ -211,23 +214,44 @@ func tokenGuard(st *storage, next http.Handler) http.Handler {
 			oauthError(w, "invalid_request", "parameters must be sent in the request body, not the URL")
 			return
 		}
-		if r.Method == http.MethodPost && r.URL.Path == "/oauth/token" {
-			if err := r.ParseForm(); err != nil {
-				oauthError(w, "invalid_request", "the request body could not be read")
+		if r.Method != http.MethodPost || !slices.Contains(clientAuthPaths, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			oauthError(w, "invalid_request", "the request body could not be read")
+			return
+		}
+		bearerGrant := r.URL.Path == "/oauth/token" && r.PostForm.Get("grant_type") == string(zoidc.GrantTypeBearer)
+		if bearerGrant && !isCompactJWS(r.PostForm.Get("assertion")) {
+			oauthError(w, "invalid_grant", "assertion is not a signed JWT")
+			return
+		}
+		if r.URL.Path == "/oauth/token" && isClientCredentials(r) && !st.cfg.opClientCredentials {
+			st.clientCredentials(w, r)
+			return
+		}
+		// Signed assertions are single use on every path (RFC 7523 §3
+		// point 7), as on ours above; op verifies them again, but would
+		// accept each one again until it expires.
+		now := st.cfg.now()
+		if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+			if _, ok := st.authenticateClient(w, r, now); !ok {
 				return
 			}
-			if r.PostForm.Get("grant_type") == string(zoidc.GrantTypeBearer) && !isCompactJWS(r.PostForm.Get("assertion")) {
-				oauthError(w, "invalid_grant", "assertion is not a signed JWT")
-				return
-			}
-			if isClientCredentials(r) && !st.cfg.opClientCredentials {
-				st.clientCredentials(w, r)
+		}
+		if bearerGrant {
+			if err := st.grantByAssertion(r.Context(), r.PostForm.Get("assertion"), now); err != nil {
+				st.tokenFailure(w, err)
 				return
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// clientAuthPaths are op's endpoints where a client authenticates.
+var clientAuthPaths = []string{"/oauth/token", "/oauth/introspect", "/revoke"}
 
 // isCompactJWS: three base64url parts, the first two JSON objects.
 func isCompactJWS(s string) bool {

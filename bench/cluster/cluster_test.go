@@ -9,18 +9,22 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	gometrics "github.com/hashicorp/go-metrics"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -189,6 +193,22 @@ func load(b *testing.B, c *benchCluster, workers int, dur time.Duration, pick fu
 			_ = pf.Close()
 		}()
 	}
+	if f := os.Getenv("WARD_BENCH_TRACE"); f != "" {
+		tf, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := trace.Start(tf); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			trace.Stop()
+			_ = tf.Close()
+		}()
+	}
+	if os.Getenv("WARD_BENCH_RAFTMETRICS") != "" {
+		defer raftTimers(b)()
+	}
 	cpu0, t0 := cpuTime(), time.Now()
 	for w := range workers {
 		wg.Add(1)
@@ -304,6 +324,15 @@ func (c *benchCluster) counters(b *testing.B) counters {
 
 const duration = 5 * time.Second
 
+// writers is the number of concurrent writers of the commit benchmarks:
+// 256, or WARD_BENCH_WRITERS to see how latency and batching move with load.
+func writers() int {
+	if n, err := strconv.Atoi(os.Getenv("WARD_BENCH_WRITERS")); err == nil && n > 0 {
+		return n
+	}
+	return 256
+}
+
 // BenchmarkClusterIdle: CPU of 3 idle nodes (R=3, P=16), the fixed cost
 // every loaded figure carries: heartbeats, raft's commit-index appends
 // every CommitTimeout per follower and group, gossip.
@@ -326,7 +355,7 @@ func BenchmarkClusterCommits(b *testing.B) {
 			c := startCluster(b, tc.nodes, tc.replicas)
 			b.ResetTimer()
 			for range b.N {
-				load(b, c, 256, duration,
+				load(b, c, writers(), duration,
 					func(w, i int) string { return fmt.Sprintf("r-%d-%d", w, i%8) },
 					func(w int) *cluster.Node { return c.nodes[w%len(c.nodes)] })
 			}
@@ -396,5 +425,40 @@ func BenchmarkCrossNodeRequest(b *testing.B) {
 			b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
 		})
+	}
+}
+
+// raftTimers collects hashicorp/raft's own timers (all groups, all nodes
+// of the process) until the returned function logs their means: where a
+// raft round's time goes (WARD_BENCH_RAFTMETRICS=1).
+func raftTimers(b *testing.B) func() {
+	sink := gometrics.NewInmemSink(time.Hour, time.Hour)
+	cfg := gometrics.DefaultConfig("")
+	cfg.EnableHostname, cfg.EnableRuntimeMetrics, cfg.EnableServiceLabel = false, false, false
+	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		_, _ = gometrics.NewGlobal(cfg, &gometrics.BlackholeSink{})
+		type agg struct{ n, sum float64 }
+		by := map[string]*agg{}
+		for _, iv := range sink.Data() {
+			iv.RLock()
+			for _, s := range iv.Samples {
+				name := s.Name
+				a := by[name]
+				if a == nil {
+					a = &agg{}
+					by[name] = a
+				}
+				a.n += float64(s.Count)
+				a.sum += s.Sum
+			}
+			iv.RUnlock()
+		}
+		for _, name := range slices.Sorted(maps.Keys(by)) {
+			a := by[name]
+			fmt.Fprintf(os.Stderr, "%-50s n=%8.0f mean=%8.3f ms\n", name, a.n, a.sum/a.n)
+		}
 	}
 }

@@ -38,7 +38,7 @@ type tnode struct {
 }
 
 type tcluster struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	subnet int
 	logDir string
@@ -46,10 +46,11 @@ type tcluster struct {
 	nodes  map[string]*tnode
 	seeds  []string
 	client *http.Client
-	token  string // the cluster's operator token, once read
+	token  string   // the cluster's operator token, once read
+	env    []string // added to every node's environment
 }
 
-func newTestCluster(t *testing.T) *tcluster {
+func newTestCluster(t testing.TB) *tcluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-process cluster test")
@@ -125,7 +126,7 @@ func (c *tcluster) logPlacementMetrics() {
 }
 
 // freePortOn returns a port free for TCP and UDP on ip.
-func freePortOn(t *testing.T, ip string) string {
+func freePortOn(t testing.TB, ip string) string {
 	t.Helper()
 	for range 50 {
 		ln, err := net.Listen("tcp", ip+":0")
@@ -180,6 +181,9 @@ func (c *tcluster) start(name string, extra ...string) {
 	}
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
+	if len(c.env) > 0 {
+		cmd.Env = append(os.Environ(), c.env...)
+	}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

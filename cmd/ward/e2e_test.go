@@ -26,7 +26,7 @@ var (
 )
 
 // ward builds the real binary once per test run.
-func ward(t *testing.T) string {
+func ward(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ward-bin-")

@@ -36,9 +36,14 @@ func LANConfig() *raft.Config {
 	c.HeartbeatTimeout = 500 * time.Millisecond
 	c.ElectionTimeout = 500 * time.Millisecond
 	c.LeaderLeaseTimeout = 250 * time.Millisecond
-	// CommitTimeout is how long a follower may wait for a heartbeat that
-	// carries the new commit index; short keeps follower apply lag low.
-	c.CommitTimeout = 5 * time.Millisecond
+	// CommitTimeout is how often the leader sends each follower an append
+	// when it has nothing new, to carry the commit index (under load every
+	// append carries it). raft's default, 50 ms: at 5 ms an idle 3-node
+	// cluster spent 0.8-0.9 cores on those appends (32 follower streams),
+	// against 0.3 at 50 ms, and loaded throughput did not move
+	// (bench/RESULTS.md). A follower may apply the last entries of a burst
+	// up to ~100 ms after its leader.
+	c.CommitTimeout = 50 * time.Millisecond
 	// Each entry is already a batch of writes; 256 entries per append lets a
 	// lagging follower catch up in few round trips.
 	c.MaxAppendEntries = 256

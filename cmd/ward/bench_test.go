@@ -129,3 +129,22 @@ func (c *tcluster) nodesCPU(tb testing.TB) time.Duration {
 	}
 	return sum
 }
+
+// BenchmarkNodesIdle: CPU of 3 idle `ward node` processes (R=3, P=16),
+// what a cluster costs with nothing to do: raft heartbeats and commit-index
+// appends, gossip, the reconcilers.
+//
+//	go test -run '^$' -bench BenchmarkNodesIdle -benchtime 1x ./cmd/ward
+func BenchmarkNodesIdle(b *testing.B) {
+	c := newTestCluster(b)
+	c.env = strings.Fields(os.Getenv("WARD_BENCH_NODE_ENV"))
+	c.formThree()
+	c.waitStatus("n1", 60*time.Second, "leaders balanced", balanced)
+	time.Sleep(2 * time.Second)
+	b.ResetTimer()
+	for range b.N {
+		cpu0, t0 := c.nodesCPU(b), time.Now()
+		time.Sleep(5 * time.Second)
+		b.ReportMetric(float64((c.nodesCPU(b)-cpu0).Milliseconds())/time.Since(t0).Seconds(), "node-cpu-ms/s")
+	}
+}

@@ -341,6 +341,19 @@ func BenchmarkClusterIdle(b *testing.B) {
 	_ = c
 	b.ResetTimer()
 	for range b.N {
+		if f := os.Getenv("WARD_BENCH_CPUPROFILE"); f != "" {
+			pf, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				pprof.StopCPUProfile()
+				_ = pf.Close()
+			}()
+		}
 		cpu0, t0 := cpuTime(), time.Now()
 		time.Sleep(duration)
 		b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/time.Since(t0).Seconds(), "cpu-ms/s")

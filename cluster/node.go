@@ -22,6 +22,7 @@ import (
 	"github.com/wardhq/ward/cluster/placement"
 	"github.com/wardhq/ward/cluster/placement/leaderlookup"
 	"github.com/wardhq/ward/cluster/raftmux"
+	"github.com/wardhq/ward/cluster/seal"
 	"github.com/wardhq/ward/persistence"
 )
 
@@ -82,6 +83,10 @@ type NodeConfig struct {
 	// KeyPolicy is the signing keys' rotation policy, run by the meta
 	// leader; zero fields take keyring.DefaultPolicy's values.
 	KeyPolicy keyring.Policy
+	// MasterKey seals the cluster's secrets in the meta group (see
+	// node_seal.go); nil leaves them in plaintext, and a node without it
+	// stops if its cluster's secrets are sealed.
+	MasterKey *seal.Key
 	// KeyGen makes signing keys; nil means RSA-2048 and P-256 keys from
 	// the system's randomness.
 	KeyGen keyring.KeyGen
@@ -237,6 +242,7 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		Version:     cfg.Version,
 		Incarnation: inc,
 		Partitions:  cfg.Partitions,
+		MasterKeyID: masterKeyID(cfg.MasterKey),
 		OnMessage:   n.onMessage,
 		Logger:      cfg.Host.Logger,
 		// Placement follows partition leaders, not protoactor's
@@ -289,11 +295,12 @@ func StartNode(cfg NodeConfig) (n *Node, err error) {
 		}
 	}
 
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.every(reconcileEvery, nil, n.formAndLead)
 	go n.reconcileLoop()
 	go n.every(announceEvery, nil, n.announce)
 	go n.keysLoop()
+	go n.sealLoop()
 	return n, nil
 }
 

@@ -31,7 +31,10 @@ var ErrNoAdminToken = errors.New("cluster: the operator token does not exist yet
 // AdminToken returns the cluster's operator token as this node's replica
 // of the meta key state holds it.
 func (n *Node) AdminToken() (string, error) {
-	v, ok := n.meta.Value(adminTokenKey)
+	v, ok, err := n.SecretValue(adminTokenKey)
+	if err != nil {
+		return "", err
+	}
 	if !ok || len(v) == 0 {
 		return "", ErrNoAdminToken
 	}
@@ -54,7 +57,7 @@ func (n *Node) ensureAdminToken(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = n.PutMetaValueIfAbsent(ctx, adminTokenKey, tok)
+	_, err = n.PutSecretIfAbsent(ctx, adminTokenKey, tok)
 	if errors.Is(err, meta.ErrNotLeader) {
 		return nil
 	}
@@ -95,8 +98,12 @@ func (n *Node) RotateAdminToken(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	stored, err := n.sealSecret(adminTokenKey, tok)
+	if err != nil {
+		return "", err
+	}
 	if err := n.meta.Apply(ctx, &protocol.MetaCommand{Command: &protocol.MetaCommand_Put{Put: &protocol.MetaPut{
-		Key: adminTokenKey, Value: tok, ExpectValue: cur}}}); err != nil {
+		Key: adminTokenKey, Value: stored, ExpectValue: cur}}}); err != nil {
 		return "", err
 	}
 	n.log.Warn("operator token rotated by an operator")

@@ -110,7 +110,9 @@ func (n *Node) loadKeys() (*protocol.KeySet, []byte, error) {
 		c.raw, c.set, c.err = raw, nil, nil
 		if raw == nil {
 			c.err = ErrNoKeySet
-		} else if c.set, c.err = keyring.Decode(raw); c.err != nil {
+		} else if plain, err := n.openSecret(keyring.KVKey, raw); err != nil {
+			c.err = err
+		} else if c.set, c.err = keyring.Decode(plain); c.err != nil {
 			c.err = fmt.Errorf("cluster: signing keys in the meta group: %w", c.err)
 		}
 	}
@@ -121,7 +123,11 @@ func (n *Node) loadKeys() (*protocol.KeySet, []byte, error) {
 // commitKeys writes set if the stored value is still prev; a writer that
 // read an older value gets meta.ErrStale.
 func (n *Node) commitKeys(ctx context.Context, prev []byte, set *protocol.KeySet) error {
-	b, err := keyring.Encode(set)
+	plain, err := keyring.Encode(set)
+	if err != nil {
+		return err
+	}
+	b, err := n.sealSecret(keyring.KVKey, plain)
 	if err != nil {
 		return err
 	}
@@ -166,6 +172,11 @@ func (n *Node) keysLoop() {
 				continue
 			}
 			leading = true
+		}
+		if n.cfg.MasterKey != nil && !n.SecretsSealed() {
+			ctx, cancel := n.stopContext(5 * time.Second)
+			n.sealFirst(ctx)
+			cancel()
 		}
 		if _, err := n.AdminToken(); err != nil {
 			ctx, cancel := n.stopContext(5 * time.Second)

@@ -59,6 +59,9 @@ type MetaStatus struct {
 	Version    uint64   `json:"version"`
 	Partitions int      `json:"partitions"`
 	Factor     int      `json:"replication_factor"`
+	// SecretsSealed: the signing keys, provider secret and operator token
+	// are encrypted under the nodes' master key (--master-key-file).
+	SecretsSealed bool `json:"secrets_sealed"`
 }
 
 // PartitionStatus is one partition as its leader reports it; Replicas are
@@ -125,7 +128,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	out.Meta = MetaStatus{Leader: string(n.meta.Leader()), Version: st.GetVersion(), Partitions: int(st.GetPartitions()), Factor: int(st.GetReplicas()), Replicas: []string{}, Voters: []string{}}
+	out.Meta = MetaStatus{Leader: string(n.meta.Leader()), Version: st.GetVersion(), Partitions: int(st.GetPartitions()), Factor: int(st.GetReplicas()), Replicas: []string{}, Voters: []string{}, SecretsSealed: n.SecretsSealed()}
 	for _, s := range conf.Servers {
 		out.Meta.Replicas = append(out.Meta.Replicas, string(s.ID))
 		if s.Suffrage == raft.Voter {

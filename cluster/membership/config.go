@@ -197,6 +197,7 @@ type Config struct {
 	// Meta).
 	Incarnation string
 	Partitions  int
+	MasterKeyID string
 
 	// OnMessage, when set, receives the payload of every message another
 	// node sent with Provider.Send; from is the sender's member id. It runs

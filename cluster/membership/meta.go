@@ -31,6 +31,10 @@ type Meta struct {
 	// Partitions is P as this node was started with; a node whose P differs
 	// from the cluster's is refused.
 	Partitions int
+	// MasterKeyID names the master key the node seals secrets with (see
+	// package seal), "" without one: the cluster seals its secrets only
+	// once every member holds the same key.
+	MasterKeyID string
 }
 
 // MetaMaxSize is memberlist's limit on node metadata.
@@ -80,6 +84,7 @@ func (m *Meta) Encode() ([]byte, error) {
 		return nil, fmt.Errorf("membership: partitions %d out of range", m.Partitions)
 	}
 	b = binary.AppendUvarint(b, uint64(m.Partitions))
+	b = appendString(b, m.MasterKeyID)
 	if len(b) > MetaMaxSize {
 		return nil, fmt.Errorf("%w: %d bytes (%d kinds)", ErrMetaTooLarge, len(b), len(m.Kinds))
 	}
@@ -129,6 +134,9 @@ func DecodeMeta(b []byte) (Meta, error) {
 			d.fail(fmt.Errorf("partitions %d out of range", parts))
 		}
 		m.Partitions = int(parts)
+	}
+	if d.err == nil && len(d.b) > 0 {
+		m.MasterKeyID = d.string()
 	}
 	if d.err != nil {
 		return Meta{}, fmt.Errorf("membership: decode metadata: %w", d.err)

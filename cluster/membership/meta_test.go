@@ -20,6 +20,7 @@ func sampleMeta() Meta {
 
 		Incarnation: "5f0c1d7e9a2b4c6d",
 		Partitions:  16,
+		MasterKeyID: "0123456789abcdef",
 	}
 }
 
@@ -54,14 +55,25 @@ func TestMetaDecodeRejectsDamage(t *testing.T) {
 	// kinds and decodes with those fields zero; every other strict prefix is
 	// truncated somewhere.
 	old := m
-	old.Incarnation, old.Partitions = "", 0
+	old.Incarnation, old.Partitions, old.MasterKeyID = "", 0, ""
 	legacy, _ := old.Encode()
-	legacy = legacy[:len(legacy)-2] // "" and 0: one byte each
+	legacy = legacy[:len(legacy)-3] // "", 0 and "": one byte each
+	// Metadata from before MasterKeyID ends after Partitions.
+	noKey := m
+	noKey.MasterKeyID = ""
+	beforeKey, _ := noKey.Encode()
+	beforeKey = beforeKey[:len(beforeKey)-1]
 	for i := range len(b) {
 		got, err := DecodeMeta(b[:i])
 		if i == len(legacy) {
 			if err != nil || !reflect.DeepEqual(got, old) {
 				t.Errorf("legacy metadata: %v %+v", err, got)
+			}
+			continue
+		}
+		if i == len(beforeKey) {
+			if err != nil || !reflect.DeepEqual(got, noKey) {
+				t.Errorf("metadata without a master key id: %v %+v", err, got)
 			}
 			continue
 		}

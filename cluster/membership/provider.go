@@ -238,7 +238,7 @@ func (p *Provider) start(id, clusterName string, meta Meta, sink func(cluster.Me
 	}
 	meta.NodeName = p.cfg.NodeName
 	meta.HTTPAddr, meta.QUICAddr, meta.RaftAddr, meta.Version = p.cfg.HTTPAddr, p.cfg.QUICAddr, p.cfg.RaftAddr, p.cfg.Version
-	meta.Incarnation, meta.Partitions = p.cfg.Incarnation, p.cfg.Partitions
+	meta.Incarnation, meta.Partitions, meta.MasterKeyID = p.cfg.Incarnation, p.cfg.Partitions, p.cfg.MasterKeyID
 	b, err := meta.Encode()
 	if err != nil {
 		return fmt.Errorf("membership: start %s: %w", id, err)

@@ -63,6 +63,11 @@ type nodeConfig struct {
 	BootstrapExpect int
 	DeadAfter       time.Duration
 	GossipKey       []byte
+	// MasterKeyFile seals the cluster's secrets at rest (see cluster/seal).
+	MasterKeyFile string
+	// AdminTokenFile is where the node keeps the operator token for the
+	// CLI; "" means <data>/admin-token.
+	AdminTokenFile string
 	// Signing keys (see keyring.Policy); zero takes the defaults.
 	KeyRotation   time.Duration
 	TokenLifetime time.Duration
@@ -172,6 +177,11 @@ func startNode(cfg nodeConfig) (*node, error) {
 			return nil, fmt.Errorf("--remote %q: bad port", cfg.RemoteAddr)
 		}
 	}
+	masterKey, err := loadMasterKey(cfg.MasterKeyFile, cfg.DataDir, log)
+	if err != nil {
+		n.close(context.Background())
+		return nil, err
+	}
 	part, err := cluster.StartNode(cluster.NodeConfig{
 		Host: cluster.Config{
 			Kinds:          kinds,
@@ -196,13 +206,14 @@ func startNode(cfg nodeConfig) (*node, error) {
 		DeadAfter:       cfg.DeadAfter,
 		Version:         version,
 		KeyPolicy:       keyring.Policy{RotateEvery: cfg.KeyRotation, MaxTokenLifetime: cfg.TokenLifetime},
+		MasterKey:       masterKey,
 	})
 	if err != nil {
 		n.close(context.Background())
 		return nil, fmt.Errorf("start cluster node: %w", err)
 	}
 	n.part, n.host = part, part.Host
-	go n.writeAdminToken(filepath.Join(cfg.DataDir, adminTokenFile), log)
+	go n.writeAdminToken(cfg.adminTokenPath(), log)
 	if n.listener != nil {
 		checks := map[string]ops.Check{
 			"storage": func() error { return nil }, // Open succeeded and Close has not run
@@ -264,6 +275,14 @@ func startNode(cfg nodeConfig) (*node, error) {
 // cluster's operator token for the CLI (ward cluster, ward keys
 // --token-file).
 const adminTokenFile = "admin-token"
+
+// adminTokenPath is --admin-token-file, by default in the data directory.
+func (c nodeConfig) adminTokenPath() string {
+	if c.AdminTokenFile != "" {
+		return c.AdminTokenFile
+	}
+	return filepath.Join(c.DataDir, adminTokenFile)
+}
 
 // writeAdminToken keeps path (mode 0600) holding the cluster's operator
 // token as this node's replica of the meta key state has it: the meta
@@ -408,7 +427,7 @@ every acknowledged write. A second dev on the same --data refuses to start.`,
 			log.Info("demo data", "file", filepath.Join(cfg.DataDir, "demo.json"), "tenant", demo.Tenant, "users", len(demo.Users), "clients", len(demo.Clients))
 			log.Info("ward dev is up", "data", cfg.DataDir, "healthz", base+"/healthz", "readyz", base+"/readyz", "metrics", base+"/metrics")
 			fmt.Fprintf(cmd.OutOrStdout(), "Ward dev node ready\n  health:  %s/healthz\n  ready:   %s/readyz\n  metrics: %s/metrics\n  cluster: ward cluster status --server %s --token-file %s\n  jwks:    %s%s\n  oidc:    %s/.well-known/openid-configuration\n  demo:    %s (users, passwords, clients)\n  data:    %s\n",
-				base, base, base, base, filepath.Join(cfg.DataDir, adminTokenFile), base, jwks.Path, issuer, filepath.Join(cfg.DataDir, "demo.json"), cfg.DataDir)
+				base, base, base, base, cfg.adminTokenPath(), base, jwks.Path, issuer, filepath.Join(cfg.DataDir, "demo.json"), cfg.DataDir)
 			fmt.Fprintf(cmd.OutOrStdout(), "  register: %s/register\n  account: %s/account\n  mailbox: %s/dev/mailbox\n", base, base, base)
 			return n.serve(ctx, log)
 		},

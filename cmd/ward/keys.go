@@ -3,7 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 
 	"github.com/wardhq/ward/actors/keyring"
 	"github.com/wardhq/ward/cluster"
+	"github.com/wardhq/ward/cluster/seal"
 	"github.com/wardhq/ward/edge/jwks"
 )
 
@@ -23,6 +28,32 @@ func addKeyFlags(f *pflag.FlagSet, cfg *nodeConfig) {
 	d := keyring.DefaultPolicy()
 	f.DurationVar(&cfg.KeyRotation, "key-rotation", d.RotateEvery, "how long a signing key signs before its successor takes over")
 	f.DurationVar(&cfg.TokenLifetime, "token-lifetime", d.MaxTokenLifetime, "longest lifetime of any token the keys sign: a new key is in JWKS this long before it signs, an old one stays this long after")
+	f.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "where this node keeps the cluster's operator token for the CLI (mode 0600; default <data>/admin-token)")
+	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the base64 of 32 random bytes (head -c 32 /dev/urandom | base64), the same on every node: the cluster's signing keys, provider secret and operator token are then sealed under it at rest; keep it outside the data directory")
+}
+
+// loadMasterKey reads --master-key-file; nil without one.
+func loadMasterKey(path, dataDir string, log *slog.Logger) (*seal.Key, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--master-key-file: %w", err)
+	}
+	k, err := seal.ParseKeyFile(b)
+	if err != nil {
+		return nil, fmt.Errorf("--master-key-file %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the master key file is readable by other users: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		if d, err := filepath.Abs(dataDir); err == nil && strings.HasPrefix(abs, d+string(filepath.Separator)) {
+			log.Warn("the master key file is inside the data directory: a copy of the directory then opens the secrets it seals", "path", path)
+		}
+	}
+	return k, nil
 }
 
 func checkKeyFlags(cfg nodeConfig) error {

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -93,7 +92,7 @@ a node started with another value is refused.`,
 			log.Info("ward node is up", "name", cfg.Name, "http", n.listener.Addr().String(),
 				"raft", n.part.RaftAddr(), "gossip", n.part.GossipAddr())
 			fmt.Fprintf(cmd.OutOrStdout(), "Ward node %s up: http://%s (ward cluster status --server http://%s --token-file %s)\n",
-				cfg.Name, n.listener.Addr(), n.listener.Addr(), filepath.Join(cfg.DataDir, adminTokenFile))
+				cfg.Name, n.listener.Addr(), n.listener.Addr(), cfg.adminTokenPath())
 			return n.serve(ctx, log)
 		},
 	}

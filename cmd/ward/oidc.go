@@ -18,19 +18,20 @@ import (
 	"github.com/wardhq/ward/edge/problem"
 )
 
-// oidcSecretKey is the meta key of the provider's 32-byte secret (code
-// encryption, CSRF MACs): one value for the whole cluster, created once by
-// the meta leader.
-const oidcSecretKey = "oidc/secret"
-
-// providerSecret returns the cluster's provider secret, creating it if this
-// node leads the meta group and nobody has yet.
+// providerSecret returns the cluster's provider secret (cluster.
+// ProviderSecretKey: code encryption, CSRF MACs; one value for the whole
+// cluster), creating it if this node leads the meta group and nobody has
+// yet.
 func providerSecret(ctx context.Context, part *cluster.Node) ([32]byte, error) {
 	var out [32]byte
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		if v, ok := part.MetaValue(oidcSecretKey); ok {
+		v, ok, err := part.SecretValue(cluster.ProviderSecretKey)
+		if err != nil {
+			return out, err
+		}
+		if ok {
 			if len(v) != len(out) {
 				return out, fmt.Errorf("provider secret in the key state is %d bytes, want %d", len(v), len(out))
 			}
@@ -42,7 +43,7 @@ func providerSecret(ctx context.Context, part *cluster.Node) ([32]byte, error) {
 			if _, err := rand.Read(fresh); err != nil {
 				return out, err
 			}
-			if _, err := part.PutMetaValueIfAbsent(ctx, oidcSecretKey, fresh); err != nil {
+			if _, err := part.PutSecretIfAbsent(ctx, cluster.ProviderSecretKey, fresh); err != nil {
 				slog.Debug("provider secret not stored yet", "err", err)
 			}
 			continue

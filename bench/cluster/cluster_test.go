@@ -8,6 +8,7 @@ package clusterbench
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -178,34 +179,7 @@ func load(b *testing.B, c *benchCluster, workers int, dur time.Duration, pick fu
 	before := c.counters(b)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	// WARD_BENCH_CPUPROFILE profiles the measured phase only; the test
-	// binary's -cpuprofile also covers cluster start and settling.
-	if f := os.Getenv("WARD_BENCH_CPUPROFILE"); f != "" {
-		pf, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			b.Fatal(err)
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			_ = pf.Close()
-		}()
-	}
-	if f := os.Getenv("WARD_BENCH_TRACE"); f != "" {
-		tf, err := os.Create(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := trace.Start(tf); err != nil {
-			b.Fatal(err)
-		}
-		defer func() {
-			trace.Stop()
-			_ = tf.Close()
-		}()
-	}
+	defer observe(b)()
 	if os.Getenv("WARD_BENCH_RAFTMETRICS") != "" {
 		defer raftTimers(b)()
 	}
@@ -324,6 +298,35 @@ func (c *benchCluster) counters(b *testing.B) counters {
 
 const duration = 5 * time.Second
 
+// observe starts what the environment asks for over a measured phase
+// only (the test binary's -cpuprofile and -trace also cover cluster start
+// and settling): WARD_BENCH_CPUPROFILE=f a CPU profile, WARD_BENCH_TRACE=f
+// an execution trace. The returned function stops them.
+func observe(b *testing.B) (stop func()) {
+	var stops []func()
+	start := func(env string, begin func(io.Writer) error, end func()) {
+		f := os.Getenv(env)
+		if f == "" {
+			return
+		}
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := begin(out); err != nil {
+			b.Fatal(err)
+		}
+		stops = append(stops, func() { end(); _ = out.Close() })
+	}
+	start("WARD_BENCH_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	start("WARD_BENCH_TRACE", trace.Start, trace.Stop)
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
 // writers is the number of concurrent writers of the commit benchmarks:
 // 256, or WARD_BENCH_WRITERS to see how latency and batching move with load.
 func writers() int {
@@ -341,22 +344,11 @@ func BenchmarkClusterIdle(b *testing.B) {
 	_ = c
 	b.ResetTimer()
 	for range b.N {
-		if f := os.Getenv("WARD_BENCH_CPUPROFILE"); f != "" {
-			pf, err := os.Create(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := pprof.StartCPUProfile(pf); err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				pprof.StopCPUProfile()
-				_ = pf.Close()
-			}()
-		}
+		stop := observe(b)
 		cpu0, t0 := cpuTime(), time.Now()
 		time.Sleep(duration)
 		b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/time.Since(t0).Seconds(), "cpu-ms/s")
+		stop()
 	}
 }
 

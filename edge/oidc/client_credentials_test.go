@@ -243,34 +243,42 @@ func basic(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
 
-// TestClientCredentialsPrivateKeyJWT: a service account authenticates with
-// an assertion signed by its registered key (RFC 7523 §2.2); each
-// assertion works once, and every other shape is invalid_client or
-// invalid_request, without a token.
-func TestClientCredentialsPrivateKeyJWT(t *testing.T) {
-	p := newTestProvider(t)
+// registerKeyClient stores c with a new P-256 public key "k1" registered
+// without alg (P-256 can only mean ES256), and returns the key that signs
+// its assertions and the registered JWK.
+func registerKeyClient(t *testing.T, p *testProvider, c *protocol.OIDCClient) (*jose.SigningKey, []byte) {
+	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No alg in the registered JWK: P-256 can only mean ES256.
 	pubJWK, err := (&gojose.JSONWebKey{Key: &priv.PublicKey, KeyID: "k1", Use: "sig"}).MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &protocol.OIDCClient{Id: "svc-key", Tenant: "tenant-1", GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"},
-		Keys: []*protocol.OIDCClientKey{{Kid: "k1", JwkJson: pubJWK}}}
+	c.Keys = []*protocol.OIDCClientKey{{Kid: "k1", JwkJson: pubJWK}}
 	if err := oidcclient.Validate(c); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := proto.Marshal(c)
-	if err := p.node.PutMetaValue(context.Background(), oidcclient.Key("svc-key"), b); err != nil {
+	if err := p.node.PutMetaValue(context.Background(), oidcclient.Key(c.GetId()), b); err != nil {
 		t.Fatal(err)
 	}
 	key, err := jose.NewSigningKey("k1", jose.ES256, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, pubJWK
+}
+
+// TestClientCredentialsPrivateKeyJWT: a service account authenticates with
+// an assertion signed by its registered key (RFC 7523 §2.2); each
+// assertion works once, and every other shape is invalid_client or
+// invalid_request, without a token.
+func TestClientCredentialsPrivateKeyJWT(t *testing.T) {
+	p := newTestProvider(t)
+	key, pubJWK := registerKeyClient(t, p, &protocol.OIDCClient{Id: "svc-key", Tenant: "tenant-1",
+		GrantTypes: []string{oidcclient.GrantClientCredentials}, Scopes: []string{"vitals.read"}})
 	otherPriv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	other, _ := jose.NewSigningKey("k1", jose.ES256, otherPriv)
 	n := 0
@@ -368,28 +376,8 @@ func TestClientCredentialsPrivateKeyJWT(t *testing.T) {
 // second presentation of one assertion is invalid_client.
 func TestClientAssertionSingleUseOnOpPaths(t *testing.T) {
 	p := newTestProvider(t)
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubJWK, err := (&gojose.JSONWebKey{Key: &priv.PublicKey, KeyID: "k1", Use: "sig"}).MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &protocol.OIDCClient{Id: "app-key", Tenant: "default", RedirectUris: []string{"https://app.example/cb"},
-		GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"openid", "offline_access"},
-		Keys: []*protocol.OIDCClientKey{{Kid: "k1", JwkJson: pubJWK}}}
-	if err := oidcclient.Validate(c); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := proto.Marshal(c)
-	if err := p.node.PutMetaValue(context.Background(), oidcclient.Key("app-key"), b); err != nil {
-		t.Fatal(err)
-	}
-	key, err := jose.NewSigningKey("k1", jose.ES256, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, _ := registerKeyClient(t, p, &protocol.OIDCClient{Id: "app-key", Tenant: "default", RedirectUris: []string{"https://app.example/cb"},
+		GrantTypes: []string{oidcclient.GrantAuthorizationCode, oidcclient.GrantRefreshToken}, Scopes: []string{"openid", "offline_access"}})
 	n := 0
 	assertion := func() string {
 		n++

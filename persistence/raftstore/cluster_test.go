@@ -260,11 +260,16 @@ func (c *testCluster) apply(first, last int) {
 		for i, f := range fs {
 			if err := f.Error(); err != nil {
 				// Leadership may still be settling; retry from this one.
+				// Every command from here on is sent again, and any of
+				// them may have committed already (its future was never
+				// waited for, or failed with an unknown outcome).
 				c.t.Logf("apply cmd-%04d via %s: %v", first+i, l.id, err)
 				if c.resent == nil {
 					c.resent = map[string]bool{}
 				}
-				c.resent[fmt.Sprintf("cmd-%04d", first+i)] = true
+				for j := first + i; j <= last; j++ {
+					c.resent[fmt.Sprintf("cmd-%04d", j)] = true
+				}
 				first += i
 				failed = true
 				break

@@ -122,6 +122,9 @@ type Node struct {
 
 	// leaving is set when a graceful stop begins (see announceLeaving).
 	leaving atomic.Bool
+	// sealBlockedBy names the members that kept the meta leader from
+	// sealing the secrets when it last looked.
+	sealBlockedBy atomic.Pointer[string]
 
 	fatalCh chan struct{}
 	stop    chan struct{}

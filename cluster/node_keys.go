@@ -173,6 +173,9 @@ func (n *Node) keysLoop() {
 			}
 			leading = true
 		}
+		if len(n.meta.State().GetMembers()) == 0 {
+			continue // secrets wait for the cluster's first record (see sealFirst)
+		}
 		if n.cfg.MasterKey != nil && !n.SecretsSealed() {
 			ctx, cancel := n.stopContext(5 * time.Second)
 			n.sealFirst(ctx)

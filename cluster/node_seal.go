@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wardhq/ward/actors/keyring"
@@ -56,6 +57,9 @@ func (n *Node) SecretValue(key string) ([]byte, bool, error) {
 // PutSecretIfAbsent is PutMetaValueIfAbsent for a secret: sealed when the
 // cluster is. It returns the plaintext stored afterwards.
 func (n *Node) PutSecretIfAbsent(ctx context.Context, key string, plain []byte) ([]byte, error) {
+	if len(n.meta.State().GetMembers()) == 0 {
+		return nil, errNotFormed
+	}
 	n.sealFirst(ctx)
 	v, err := n.sealSecret(key, plain)
 	if err != nil {
@@ -153,7 +157,16 @@ func (n *Node) checkSeal() error {
 // Each write is a compare-and-set on the value it replaces.
 func (n *Node) sealSecrets(ctx context.Context) error {
 	if !n.SecretsSealed() {
-		if missing := n.membersWithoutKey(); len(missing) > 0 {
+		missing := n.membersWithoutKey()
+		blocked := strings.Join(missing, ",")
+		if old := n.sealBlockedBy.Swap(&blocked); old == nil || *old != blocked {
+			// Said once per change: the operator's answer to "why is
+			// secrets_sealed still false".
+			if blocked != "" {
+				n.log.Warn("not sealing the cluster's secrets yet: members without this master key (or not alive)", "members", missing, "key_id", n.cfg.MasterKey.ID())
+			}
+		}
+		if len(missing) > 0 {
 			return nil
 		}
 	}
@@ -185,19 +198,35 @@ func (n *Node) sealSecrets(ctx context.Context) error {
 	return nil
 }
 
-// membersWithoutKey names the cluster's members (as the meta state records
-// them) not alive in gossip with this node's master key.
+// membersWithoutKey names the cluster's members (those the meta state
+// records and those alive in gossip) that are not alive with this node's
+// master key; before the cluster has recorded its members it names that.
 func (n *Node) membersWithoutKey() []string {
+	recorded := n.meta.State().GetMembers()
+	if len(recorded) == 0 {
+		return []string{"(members not recorded yet)"}
+	}
 	alive := n.hostingMembers()
+	names := make([]string, 0, len(recorded)+len(alive))
+	for _, m := range recorded {
+		names = append(names, m.GetName())
+	}
+	for name := range alive {
+		names = append(names, name)
+	}
+	slices.Sort(names)
 	var out []string
-	for _, m := range n.meta.State().GetMembers() {
-		if g, ok := alive[m.GetName()]; !ok || g.Meta.MasterKeyID != n.cfg.MasterKey.ID() {
-			out = append(out, m.GetName())
+	for _, name := range slices.Compact(names) {
+		if g, ok := alive[name]; !ok || g.Meta.MasterKeyID != n.cfg.MasterKey.ID() {
+			out = append(out, name)
 		}
 	}
-	slices.Sort(out)
 	return out
 }
+
+// errNotFormed: a secret is created only once the cluster has recorded
+// its members, so that the decision to seal it has been made.
+var errNotFormed = errors.New("cluster: members not recorded yet")
 
 func masterKeyID(k *seal.Key) string {
 	if k == nil {

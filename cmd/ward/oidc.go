@@ -43,10 +43,11 @@ func providerSecret(ctx context.Context, part *cluster.Node) ([32]byte, error) {
 			if _, err := rand.Read(fresh); err != nil {
 				return out, err
 			}
-			if _, err := part.PutSecretIfAbsent(ctx, cluster.ProviderSecretKey, fresh); err != nil {
-				slog.Debug("provider secret not stored yet", "err", err)
+			_, err := part.PutSecretIfAbsent(ctx, cluster.ProviderSecretKey, fresh)
+			if err == nil {
+				continue
 			}
-			continue
+			slog.Debug("provider secret not stored yet", "err", err)
 		}
 		select {
 		case <-ctx.Done():

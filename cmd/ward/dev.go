@@ -68,6 +68,9 @@ type nodeConfig struct {
 	// AdminTokenFile is where the node keeps the operator token for the
 	// CLI; "" means <data>/admin-token.
 	AdminTokenFile string
+	// MetricsAddr, when set, serves /metrics (and the health endpoints)
+	// on a listener of its own instead of on HTTPAddr.
+	MetricsAddr string
 	// Signing keys (see keyring.Policy); zero takes the defaults.
 	KeyRotation   time.Duration
 	TokenLifetime time.Duration
@@ -104,6 +107,7 @@ type node struct {
 	http     *http.Server
 	listener net.Listener
 	httpDone chan error
+	metrics  *http.Server  // on --metrics-addr, if set
 	closing  chan struct{} // closed when close starts
 }
 
@@ -234,7 +238,21 @@ func startNode(cfg nodeConfig) (*node, error) {
 			n.close(context.Background())
 			return nil, err
 		}
-		mux.Handle("/", ops.Handler(checks, reg))
+		var gatherer prometheus.Gatherer = reg
+		if cfg.MetricsAddr != "" {
+			// Metrics name members, partitions and traffic: an operator
+			// may keep them off the public edge, as Keycloak's
+			// management port does.
+			mln, err := net.Listen("tcp", cfg.MetricsAddr)
+			if err != nil {
+				n.close(context.Background())
+				return nil, fmt.Errorf("listen on --metrics-addr %s: %w", cfg.MetricsAddr, err)
+			}
+			n.metrics = &http.Server{Handler: ops.Handler(checks, reg), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+			go func() { _ = n.metrics.Serve(mln) }()
+			gatherer = nil
+		}
+		mux.Handle("/", ops.Handler(checks, gatherer))
 		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { n.httpDone <- n.http.Serve(n.listener) }()
 	}
@@ -340,6 +358,11 @@ func (n *node) close(ctx context.Context) error {
 		close(n.closing)
 	}
 	n.web.stop()
+	if n.metrics != nil {
+		if err := n.metrics.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("metrics listener shutdown: %w", err))
+		}
+	}
 	if n.http != nil {
 		if err := n.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))

@@ -104,6 +104,7 @@ a node started with another value is refused.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP edge listen address HOST:PORT (required)")
 	f.StringVar(&cfg.QUICAddr, "quic", "", "QUIC gateway listen address HOST:PORT, UDP (required)")
 	f.StringVar(&cfg.RemoteAddr, "remote", "", "actor remoting listen address HOST:PORT, TCP (default: the --quic address)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics (and /healthz, /readyz) on this HOST:PORT instead of on --http, e.g. a private interface")
 	f.StringVar(&join, "join", "", "comma-separated gossip addresses of members to join")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes see each other")
 	f.IntVar(&cfg.Partitions, "partitions", cluster.DefaultPartitions, "Raft partitions (fixed at cluster creation)")

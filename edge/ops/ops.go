@@ -13,9 +13,10 @@ import (
 // Check reports whether one part of the node is ready; nil means ready.
 type Check func() error
 
-// Handler returns the mux for the three endpoints. Readiness is the
-// conjunction of checks, each named in the response so an operator sees
-// which part is not up.
+// Handler returns the mux for the three endpoints (without /metrics when
+// gatherer is nil: the node serves it on its own listener). Readiness is
+// the conjunction of checks, each named in the response so an operator
+// sees which part is not up.
 func Handler(checks map[string]Check, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +34,9 @@ func Handler(checks map[string]Check, gatherer prometheus.Gatherer) http.Handler
 		}
 		writeJSON(w, status, body)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
 	return mux
 }
 

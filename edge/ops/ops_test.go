@@ -60,3 +60,20 @@ func TestEndpoints(t *testing.T) {
 		t.Fatalf("POST healthz: %d", resp.StatusCode)
 	}
 }
+
+// TestWithoutMetrics: with no gatherer the health endpoints stay and
+// /metrics is not served (it is on the node's metrics listener).
+func TestWithoutMetrics(t *testing.T) {
+	srv := httptest.NewServer(Handler(map[string]Check{}, nil))
+	defer srv.Close()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 404} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}

@@ -173,14 +173,12 @@ func (n *Node) keysLoop() {
 			}
 			leading = true
 		}
-		if len(n.meta.State().GetMembers()) == 0 {
+		if !n.membersRecorded() {
 			continue // secrets wait for the cluster's first record (see sealFirst)
 		}
-		if n.cfg.MasterKey != nil && !n.SecretsSealed() {
-			ctx, cancel := n.stopContext(5 * time.Second)
-			n.sealFirst(ctx)
-			cancel()
-		}
+		ctx, cancel := n.stopContext(5 * time.Second)
+		n.sealFirst(ctx) // before any secret below is created
+		cancel()
 		if _, err := n.AdminToken(); err != nil {
 			ctx, cancel := n.stopContext(5 * time.Second)
 			err := n.ensureAdminToken(ctx)

@@ -57,7 +57,7 @@ func (n *Node) SecretValue(key string) ([]byte, bool, error) {
 // PutSecretIfAbsent is PutMetaValueIfAbsent for a secret: sealed when the
 // cluster is. It returns the plaintext stored afterwards.
 func (n *Node) PutSecretIfAbsent(ctx context.Context, key string, plain []byte) ([]byte, error) {
-	if len(n.meta.State().GetMembers()) == 0 {
+	if !n.membersRecorded() {
 		return nil, errNotFormed
 	}
 	n.sealFirst(ctx)
@@ -97,13 +97,25 @@ func (n *Node) sealSecret(key string, plain []byte) ([]byte, error) {
 // the key) before a secret is created, so that a cluster formed with a
 // master key never has a secret in plaintext in its raft log.
 func (n *Node) sealFirst(ctx context.Context) {
-	if n.cfg.MasterKey == nil || n.SecretsSealed() || !n.meta.IsLeader() {
+	if !n.SecretsSealed() {
+		n.trySeal(ctx)
+	}
+}
+
+// trySeal runs sealSecrets on the meta leader of a node with a key; losing
+// the leadership or a compare-and-set to another writer is not an error.
+func (n *Node) trySeal(ctx context.Context) {
+	if n.cfg.MasterKey == nil || !n.meta.IsLeader() {
 		return
 	}
 	if err := n.sealSecrets(ctx); err != nil && !errors.Is(err, meta.ErrNotLeader) && !errors.Is(err, meta.ErrStale) {
 		n.log.Error("sealing the cluster's secrets", "err", err)
 	}
 }
+
+// membersRecorded reports whether the cluster has recorded its members:
+// before that no secret is created (see membersWithoutKey).
+func (n *Node) membersRecorded() bool { return len(n.meta.State().GetMembers()) > 0 }
 
 // sealLoop checks this node's master key against the cluster's and, on
 // the meta leader, seals the secrets once every member of the cluster
@@ -119,14 +131,9 @@ func (n *Node) sealLoop() {
 			n.fail(fmt.Errorf("cluster: %w", err))
 			return
 		}
-		if n.cfg.MasterKey != nil && n.meta.IsLeader() {
-			ctx, cancel := n.stopContext(5 * time.Second)
-			err := n.sealSecrets(ctx)
-			cancel()
-			if err != nil && !errors.Is(err, meta.ErrNotLeader) && !errors.Is(err, meta.ErrStale) {
-				n.log.Error("sealing the cluster's secrets", "err", err)
-			}
-		}
+		ctx, cancel := n.stopContext(5 * time.Second)
+		n.trySeal(ctx)
+		cancel()
 		select {
 		case <-n.stop:
 			return
@@ -202,10 +209,10 @@ func (n *Node) sealSecrets(ctx context.Context) error {
 // records and those alive in gossip) that are not alive with this node's
 // master key; before the cluster has recorded its members it names that.
 func (n *Node) membersWithoutKey() []string {
-	recorded := n.meta.State().GetMembers()
-	if len(recorded) == 0 {
+	if !n.membersRecorded() {
 		return []string{"(members not recorded yet)"}
 	}
+	recorded := n.meta.State().GetMembers()
 	alive := n.hostingMembers()
 	names := make([]string, 0, len(recorded)+len(alive))
 	for _, m := range recorded {

@@ -37,15 +37,20 @@ func loadMasterKey(path, dataDir string, log *slog.Logger) (*seal.Key, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("--master-key-file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return nil, fmt.Errorf("--master-key-file %s: %w", path, err)
 	}
 	k, err := seal.ParseKeyFile(b)
 	if err != nil {
 		return nil, fmt.Errorf("--master-key-file %s: %w", path, err)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("the master key file is readable by other users: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 	}
 	if abs, err := filepath.Abs(path); err == nil {

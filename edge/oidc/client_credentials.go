@@ -125,7 +125,7 @@ func (s *storage) clientCredentials(w http.ResponseWriter, r *http.Request) {
 func (s *storage) authenticateClient(w http.ResponseWriter, r *http.Request, now time.Time) (*protocol.OIDCClient, bool) {
 	form := r.PostForm
 	_, hasAuthz := r.Header["Authorization"]
-	assertion := form.Has("client_assertion") || form.Has("client_assertion_type")
+	assertion := hasClientAssertion(form)
 	methods := 0
 	for _, used := range []bool{hasAuthz, form.Has("client_secret"), assertion} {
 		if used {
@@ -177,6 +177,12 @@ func (s *storage) authenticateClient(w http.ResponseWriter, r *http.Request, now
 		return nil, false
 	}
 	return c, true
+}
+
+// hasClientAssertion reports whether form authenticates the client with a
+// signed assertion (or tries to: either parameter counts).
+func hasClientAssertion(form url.Values) bool {
+	return form.Has("client_assertion") || form.Has("client_assertion_type")
 }
 
 // clientByAssertion authenticates a client by a JWT signed with one of its
@@ -328,7 +334,7 @@ func (s *storage) tokenFailure(w http.ResponseWriter, err error) {
 		oauthErrorStatus(w, http.StatusBadRequest, string(oe.ErrorType), oe.Description)
 		return
 	}
-	s.cfg.Logger.Error("client_credentials", "err", err)
+	s.cfg.Logger.Error("token endpoint: client authentication or token issuance failed", "err", err)
 	oauthErrorStatus(w, http.StatusInternalServerError, "server_error", "the token could not be issued")
 }
 

@@ -235,7 +235,7 @@ func tokenGuard(st *storage, next http.Handler) http.Handler {
 		// point 7), as on ours above; op verifies them again, but would
 		// accept each one again until it expires.
 		now := st.cfg.now()
-		if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		if hasClientAssertion(r.PostForm) {
 			if _, ok := st.authenticateClient(w, r, now); !ok {
 				return
 			}

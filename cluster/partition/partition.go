@@ -206,6 +206,17 @@ func Open(cfg Config) (*Partition, error) {
 		if err != nil {
 			return nil, fmt.Errorf("partition %d: check raft state: %w", cfg.ID, err)
 		}
+		if has && tornBootstrap(stores.Log, stores.Stable, stores.Snapshots) {
+			// raft.BootstrapCluster stores term 1, then the configuration
+			// entry: a crash between the two left a group that "has
+			// state" but no configuration, and never elects ("no known
+			// peers"). Term 1 without a vote, an entry or a snapshot is
+			// exactly that half-bootstrap, so it is started over.
+			if err := stores.Stable.SetUint64([]byte("CurrentTerm"), 0); err != nil {
+				return nil, fmt.Errorf("partition %d: reset a half-done bootstrap: %w", cfg.ID, err)
+			}
+			has = false
+		}
 		if !has {
 			if err := raft.BootstrapCluster(rc, stores.Log, stores.Stable, stores.Snapshots, cfg.Transport,
 				raft.Configuration{Servers: cfg.Bootstrap}); err != nil {
@@ -622,3 +633,21 @@ var _ interface {
 	Commit(context.Context, *persistence.Write) error
 	DueTimers(time.Time, int) ([]persistence.Timer, error)
 } = (*Partition)(nil)
+
+// tornBootstrap reports a group whose only state is the term that
+// raft.BootstrapCluster writes before its configuration entry: term 1, no
+// vote cast, no log entry, no snapshot.
+func tornBootstrap(logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore) bool {
+	term, err := stable.GetUint64([]byte("CurrentTerm"))
+	if err != nil || term != 1 {
+		return false
+	}
+	if vt, err := stable.GetUint64([]byte("LastVoteTerm")); err == nil && vt != 0 {
+		return false
+	}
+	if last, err := logs.LastIndex(); err != nil || last != 0 {
+		return false
+	}
+	list, err := snaps.List()
+	return err == nil && len(list) == 0
+}
